@@ -1,0 +1,119 @@
+"""Partition days and server time: exact epoch-ms windows, and server time strings as UTC instants.
+
+A partition day is ``[local midnight, next local midnight)`` in an IANA timezone, so DST days last
+23 or 25 hours and an instance triggered exactly at midnight belongs to the day that midnight starts.
+EnOS writes times as naive ``yyyy-MM-dd HH:mm:ss[.S]`` strings in the server's timezone, which Get
+Timezone reports as ``GMT+N``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flowinst_etl.exceptions import ConfigError
+
+_GMT_OFFSET = re.compile(r"^(?:GMT|UTC)?\s*(?:(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?)?$")
+_SERVER_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open trigger-time window ``[start_ms, end_ms)`` in epoch milliseconds."""
+
+    start_ms: int
+    end_ms: int
+
+    def __post_init__(self) -> None:
+        if self.end_ms <= self.start_ms:
+            raise ConfigError(f"empty window: end {self.end_ms} is not after start {self.start_ms}")
+
+    def contains(self, epoch_ms: int) -> bool:
+        """Whether an instant lies inside the window."""
+        return self.start_ms <= epoch_ms < self.end_ms
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA timezone called ``name``.
+
+    Raises:
+        ConfigError: no such timezone.
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"unknown timezone {name!r}: use an IANA name such as 'UTC' or 'Asia/Shanghai'") from exc
+
+
+def parse_day(text: str) -> date:
+    """A ``YYYY-MM-DD`` date.
+
+    Raises:
+        ConfigError: not a valid date.
+    """
+    try:
+        return date.fromisoformat(text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid date {text!r}: expected YYYY-MM-DD") from exc
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def day_window(day: date, tz: tzinfo) -> Window:
+    """The trigger-time window of one partition day in ``tz``."""
+    start = datetime.combine(day, time.min, tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
+    return Window(_epoch_ms(start), _epoch_ms(end))
+
+
+def day_of(epoch_ms: int, tz: tzinfo) -> date:
+    """The partition day an instant belongs to."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz).date()
+
+
+def parse_server_timezone(text: str) -> timezone:
+    """The fixed offset of a Get Timezone answer such as ``GMT+8``, ``GMT-3:30`` or ``UTC``.
+
+    Raises:
+        ConfigError: not an offset this parser understands.
+    """
+    match = _GMT_OFFSET.match(text.strip())
+    if not match or not text.strip():
+        raise ConfigError(f"unreadable server timezone {text!r}: expected a form like 'GMT+8'")
+    if match["sign"] is None:
+        return timezone.utc
+    offset = timedelta(hours=int(match["hours"]), minutes=int(match["minutes"] or 0))
+    if offset > timedelta(hours=14):
+        raise ConfigError(f"unreadable server timezone {text!r}: offset beyond 14 hours")
+    return timezone(-offset if match["sign"] == "-" else offset)
+
+
+def server_time_to_utc(text: str | None, server_tz: tzinfo) -> datetime | None:
+    """A server time string as a UTC instant; ``None`` for a missing or empty value.
+
+    Raises:
+        ValueError: the text is not a server time string.
+    """
+    if not text:
+        return None
+    naive = datetime.strptime(text[:19], _SERVER_TIME_FORMAT)
+    fraction = text[20:] if len(text) > 20 and text[19] == "." else ""
+    if fraction:
+        naive = naive.replace(microsecond=int(fraction.ljust(6, "0")[:6]))
+    return naive.replace(tzinfo=server_tz).astimezone(timezone.utc)
+
+
+def server_time_to_epoch_ms(text: str, server_tz: tzinfo) -> int:
+    """A server time string as epoch milliseconds.
+
+    Raises:
+        ValueError: the text is empty or not a server time string.
+    """
+    instant = server_time_to_utc(text, server_tz)
+    if instant is None:
+        raise ValueError("empty server time")
+    return _epoch_ms(instant)
