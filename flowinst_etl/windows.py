@@ -1,7 +1,7 @@
 """Partition days and server time: exact epoch-ms windows, and server time strings as UTC instants.
 
-A partition day is ``[local midnight, next local midnight)`` in an IANA timezone, so DST days last
-23 or 25 hours and an instance triggered exactly at midnight belongs to the day that midnight starts.
+A partition day is ``[local midnight, next local midnight)`` in an IANA timezone, so DST days
+last 23 or 25 hours and an instance triggered exactly at midnight belongs to the day it starts.
 EnOS writes times as naive ``yyyy-MM-dd HH:mm:ss[.S]`` strings in the server's timezone, which Get
 Timezone reports as ``GMT+N``.
 """
@@ -15,7 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flowinst_etl.exceptions import ConfigError
 
-_GMT_OFFSET = re.compile(r"^(?:GMT|UTC)?\s*(?:(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?)?$")
+_GMT_OFFSET = re.compile(
+    r"^(?:GMT|UTC)?\s*(?:(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?)?$"
+)
 _SERVER_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -44,7 +46,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"unknown timezone {name!r}: use an IANA name such as 'UTC' or 'Asia/Shanghai'") from exc
+        raise ConfigError(
+            f"unknown timezone {name!r}: use an IANA name such as 'UTC' or 'Asia/Shanghai'"
+        ) from exc
 
 
 def parse_day(text: str) -> date:

@@ -1,0 +1,278 @@
+"""EnosClient: List Flow Instances and the server-time calls over one pooled, signed Session."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from flowinst_etl.auth import EnosTokenAuth
+from flowinst_etl.config import EnosSettings
+from flowinst_etl.exceptions import (
+    ApiError,
+    AuthenticationError,
+    FatalApiError,
+    ResponseFormatError,
+    RetriableApiError,
+    TransportError,
+)
+from flowinst_etl.transport import (
+    RateLimiter,
+    attempts_of,
+    build_session,
+    raise_if_retries_exhausted,
+)
+from flowinst_etl.windows import parse_server_timezone
+
+log = logging.getLogger(__name__)
+
+SEARCH_PATH = "/batch-processing-service/v2.1/flowInstances"
+TIME_PATH = "/batch-processing-service/v2.1/time"
+
+#: What the user should do about each EnOS business error code.
+_API_HINTS: dict[int, tuple[type[ApiError], str]] = {
+    62101: (FatalApiError, "ENOS_USER_ID does not exist or does not belong to ENOS_ORG_ID"),
+    62102: (FatalApiError, "the gateway refused the request as invalid"),
+    62103: (
+        FatalApiError,
+        "the user has no privilege on the Batch Processing Service; ask an org admin",
+    ),
+    62104: (FatalApiError, "the workflow cannot be used this way"),
+    62105: (FatalApiError, "the user account is locked; ask an org admin"),
+    62109: (RetriableApiError, "internal error of the Batch Processing Service; try again later"),
+}
+_AUTH_CODES = {1001, 1002, 1003, 1004, 1202, 1203, 1204}
+_PREVIEW = 60
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """One List Flow Instances request: a trigger window, a scheduling type, one page."""
+
+    scheduling_type: int
+    from_ms: int
+    to_ms: int
+    page_no: int
+    page_size: int
+    sorter_field: str
+    expression: str = ""
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body; ``owner`` and ``status`` empty mean every owner and every status."""
+        return {
+            "type": self.scheduling_type,
+            "expression": self.expression,
+            "owner": "",
+            "fromTriggerTime": self.from_ms,
+            "toTriggerTime": self.to_ms,
+            "status": "",
+            "pagination": {
+                "pageNo": self.page_no,
+                "pageSize": self.page_size,
+                "sorters": [{"field": self.sorter_field, "order": "ASC"}],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """The records of one page, the gateway's ``count``, and what it took to get them."""
+
+    records: list[dict[str, Any]]
+    count: int | None
+    retries: int = 0
+    throttled: int = 0
+
+
+@dataclass
+class _ServerFacts:
+    timezone: tzinfo | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class EnosClient:
+    """A thread-safe client of one EnOS gateway.
+
+    Args:
+        settings: where the gateway is and how to authenticate.
+    """
+
+    def __init__(self, settings: EnosSettings) -> None:
+        self.settings = settings
+        self._base = settings.api_url.rstrip("/")
+        self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
+        self.limiter = (
+            RateLimiter(settings.max_requests_per_s) if settings.max_requests_per_s else None
+        )
+        self._session = build_session(settings, self.limiter)
+        self._session.auth = EnosTokenAuth(
+            settings.api_url,
+            settings.access_key,
+            settings.secret_key,
+            self._session,
+            self._timeout,
+            settings.max_retries,
+        )
+        self._facts = _ServerFacts(
+            parse_server_timezone(settings.server_timezone) if settings.server_timezone else None
+        )
+
+    def __enter__(self) -> EnosClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._session.close()
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """One page of List Flow Instances.
+
+        Raises:
+            ApiError: the gateway answered an EnOS error code.
+            TransportError: the gateway could not be reached or kept failing.
+            ResponseFormatError: the answer was not an EnOS envelope.
+        """
+        params = {
+            "action": "search",
+            "userId": self.settings.user_id,
+            "orgId": self.settings.org_id,
+        }
+        body = json.dumps(query.body(), separators=(",", ":")).encode()
+        response = self._send("POST", SEARCH_PATH, params, body)
+        data = self._data(response)
+        records = data.get("flowInsts") if isinstance(data, dict) else None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ResponseFormatError("the search answer has no flowInsts list of objects")
+        count = data.get("count")
+        retries, throttled = attempts_of(response)
+        return SearchPage(records, count if isinstance(count, int) else None, retries, throttled)
+
+    def server_timezone(self) -> tzinfo:
+        """The gateway's timezone: the configured override, else Get Timezone (asked once)."""
+        with self._facts.lock:
+            if self._facts.timezone is None:
+                data = self._data(self._send("GET", TIME_PATH, {"action": "getTimeZone"}))
+                text = data.get("timezone") if isinstance(data, dict) else None
+                if not isinstance(text, str):
+                    raise ResponseFormatError("Get Timezone answered without a timezone")
+                self._facts.timezone = parse_server_timezone(text)
+            return self._facts.timezone
+
+    def clock_skew_ms(self) -> int:
+        """Gateway clock minus local clock, from Get Current Time (midpoint of the round trip)."""
+        sent = time.time()
+        data = self._data(self._send("GET", TIME_PATH, {"action": "getCurrentTime"}))
+        received = time.time()
+        if not isinstance(data, int):
+            raise ResponseFormatError("Get Current Time answered without an epoch-ms number")
+        return data - int((sent + received) * 500)
+
+    def _send(
+        self, method: str, path: str, params: dict[str, str], body: bytes | None = None
+    ) -> requests.Response:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        headers = {"Content-Type": "application/json;charset=utf-8"} if body is not None else {}
+        host = urlsplit(self._base).netloc
+        try:
+            response = self._session.request(
+                method,
+                self._base + path,
+                params=params,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise TransportError(
+                f"TLS verification of {host} failed; fix the certificate chain "
+                "(ENOS_VERIFY_TLS=false only for testing)"
+            ) from exc
+        except requests.exceptions.Timeout as exc:
+            raise TransportError(f"{host} did not answer in time after retries") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise TransportError(f"cannot reach the gateway at {host}: {_reason(exc)}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(f"request to {host} failed: {type(exc).__name__}") from exc
+        return response
+
+    def _data(self, response: requests.Response) -> Any:
+        """The ``data`` of an EnOS envelope (v2.1 ``code`` or v2.0 ``status``), or a typed error."""
+        payload = _json_or_none(response)
+        raise_if_retries_exhausted(response, self.settings.max_retries)
+        if response.status_code in (401, 403):
+            code = payload.get("status", -1) if isinstance(payload, dict) else -1
+            message = payload.get("msg", "") if isinstance(payload, dict) else ""
+            raise AuthenticationError(
+                int(code) if isinstance(code, int) else -1,
+                str(message) or f"HTTP {response.status_code}",
+                "check ENOS_ACCESS_KEY and ENOS_SECRET_KEY",
+            )
+        if not isinstance(payload, dict):
+            raise ResponseFormatError(
+                f"the gateway answered HTTP {response.status_code} "
+                f"({response.headers.get('Content-Type', 'no content type')}) with a body that is "
+                f"not a JSON object: {_preview(response)}"
+            )
+        if response.status_code >= 400 and "code" not in payload and "status" not in payload:
+            raise TransportError(
+                f"the gateway answered HTTP {response.status_code}: check ENOS_API_URL"
+            )
+        code = payload.get("code", payload.get("status"))
+        if not isinstance(code, int):
+            raise ResponseFormatError("the gateway's answer carries neither a code nor a status")
+        if code != 0:
+            raise _api_error(code, str(payload.get("msg", "")), payload.get("requestId"))
+        return payload.get("data")
+
+
+def _api_error(code: int, message: str, request_id: Any) -> ApiError:
+    request = str(request_id) if request_id else None
+    if code in _AUTH_CODES:
+        return AuthenticationError(
+            code, message, "check ENOS_ACCESS_KEY and ENOS_SECRET_KEY", request
+        )
+    kind, hint = _API_HINTS.get(code, (FatalApiError, ""))
+    return kind(code, message, hint, request)
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def _preview(response: requests.Response) -> str:
+    text = response.content[:_PREVIEW].decode("utf-8", "replace")
+    if not text:
+        return "(empty body)"
+    return repr(" ".join(text.split())) + ("…" if len(response.content) > _PREVIEW else "")
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, in words (no URL, no headers)."""
+    text = str(exc)
+    for marker, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host name"),
+        ("nodename nor servname", "unknown host name"),
+        ("Failed to resolve", "unknown host name"),
+        ("timed out", "timed out"),
+        ("RemoteDisconnected", "the connection was closed without an answer"),
+        ("Connection aborted", "the connection was closed without an answer"),
+        ("Max retries exceeded", "no answer after retries"),
+    ):
+        if marker in text:
+            return reason
+    return type(exc).__name__

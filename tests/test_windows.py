@@ -1,0 +1,81 @@
+"""Partition windows and server time strings."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.windows import (
+    day_of,
+    day_window,
+    parse_day,
+    parse_server_timezone,
+    server_time_to_epoch_ms,
+    server_time_to_utc,
+    zone,
+)
+
+HOUR_MS = 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("day", "hours"),
+    [(date(2026, 3, 29), 23), (date(2026, 10, 25), 25), (date(2026, 6, 1), 24)],
+)
+def test_dst_days_last_23_or_25_hours(day: date, hours: int) -> None:
+    window = day_window(day, zone("Europe/Berlin"))
+    assert window.end_ms - window.start_ms == hours * HOUR_MS
+
+
+def test_consecutive_days_tile_time_without_gap_or_overlap() -> None:
+    tz = zone("America/New_York")
+    days = [date(2026, 3, 6) + timedelta(days=n) for n in range(5)]
+    windows = [day_window(d, tz) for d in days]
+    assert all(a.end_ms == b.start_ms for a, b in zip(windows, windows[1:], strict=False))
+
+
+def test_midnight_belongs_to_the_day_it_starts() -> None:
+    tz = zone("Asia/Shanghai")
+    window = day_window(date(2026, 11, 2), tz)
+    assert day_of(window.start_ms, tz) == date(2026, 11, 2)
+    assert day_of(window.start_ms - 1, tz) == date(2026, 11, 1)
+    assert window.contains(window.start_ms) and not window.contains(window.end_ms)
+
+
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [("GMT+8", 8 * 60), ("GMT-3:30", -210), ("GMT+05:45", 345), ("UTC", 0), ("GMT", 0)],
+)
+def test_server_timezones_parse(text: str, offset: int) -> None:
+    assert parse_server_timezone(text).utcoffset(None) == timedelta(minutes=offset)
+
+
+@pytest.mark.parametrize("text", ["", "CST", "GMT+99", "+8h"])
+def test_unreadable_server_timezones_are_config_errors(text: str) -> None:
+    with pytest.raises(ConfigError, match="server timezone"):
+        parse_server_timezone(text)
+
+
+def test_server_times_become_utc_instants() -> None:
+    gmt8 = parse_server_timezone("GMT+8")
+    assert server_time_to_utc("2019-08-12 08:07:22", gmt8) == datetime(
+        2019, 8, 12, 0, 7, 22, tzinfo=timezone.utc
+    )
+    assert server_time_to_utc("2019-08-12 08:09:48.5", gmt8) == datetime(
+        2019, 8, 12, 0, 9, 48, 500000, tzinfo=timezone.utc
+    )
+    assert server_time_to_utc(None, gmt8) is None
+    assert server_time_to_epoch_ms("1970-01-01 08:00:01", gmt8) == 1000
+
+
+@pytest.mark.parametrize("text", ["2026-13-01", "yesterday", "2026-02-30"])
+def test_bad_dates_name_the_problem(text: str) -> None:
+    with pytest.raises(ConfigError, match="invalid date"):
+        parse_day(text)
+
+
+def test_unknown_timezone_names_the_problem() -> None:
+    with pytest.raises(ConfigError, match="unknown timezone 'Mars/Olympus'"):
+        zone("Mars/Olympus")
