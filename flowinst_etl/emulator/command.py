@@ -1,0 +1,175 @@
+"""``flowinst-etl emulator``: serve the EnOS emulator to manual runs and other processes."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import threading
+from datetime import date, datetime, timedelta, timezone
+from types import FrameType
+
+from flowinst_etl.emulator.config import (
+    BODY_FAULTS,
+    COUNT_MODES,
+    DEMO_CREDENTIALS,
+    ENVELOPES,
+    PAGE_BASES,
+    SORTER_NAMES,
+    TIE_ORDERS,
+    TO_BOUNDS,
+    Credentials,
+    EmulatorConfig,
+)
+from flowinst_etl.emulator.server import Emulator
+from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.windows import parse_day, parse_server_timezone
+
+_OFFSET = re.compile(r"^[+-]?\d+$")
+# (flag, EmulatorConfig field, type, choices, help)
+_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
+    ("--page-base", "page_base", str, PAGE_BASES, "pageNo numbering"),
+    ("--count-mode", "count_mode", str, COUNT_MODES, "'count': all matches or the page length"),
+    ("--sorter-names", "sorter_names", str, SORTER_NAMES, "accepted sorter field names"),
+    ("--to-bound", "to_bound", str, TO_BOUNDS, "whether toTriggerTime is in the window"),
+    ("--tie-order", "tie_order", str, TIE_ORDERS, "order of records tied on every sort key"),
+    ("--envelope", "envelope", str, ENVELOPES, "response envelope shape"),
+    ("--latency-ms", "latency_ms", int, None, "delay added to every request"),
+    ("--error-rate", "error_rate", float, None, "fraction of requests answered 502/503/504"),
+    ("--drop-rate", "drop_rate", float, None, "fraction of connections closed unanswered"),
+    ("--rate-limit", "rate_limit_per_s", float, None, "requests per second before HTTP 429"),
+    ("--retry-after", "retry_after_s", int, None, "Retry-After seconds of a 429"),
+    ("--token-lifetime", "token_lifetime_s", int, None, "seconds an access token lives"),
+    ("--insert-every", "insert_every", int, None, "every N-th search inserts runs (0 = off)"),
+    ("--insert-count", "insert_count", int, None, "runs inserted each time"),
+    (
+        "--status-change-rate",
+        "status_change_rate",
+        float,
+        None,
+        "share of matches moved on per search",
+    ),
+    (
+        "--malformed-graph-rate",
+        "malformed_graph_rate",
+        float,
+        None,
+        "share of broken graph strings",
+    ),
+    ("--forced-error", "forced_error", int, None, "EnOS code every search answers, e.g. 62109"),
+    ("--body-fault", "body_fault", str, BODY_FAULTS, "broken HTTP 200 body on every search"),
+)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's flags to ``parser`` and make ``run`` its handler."""
+    defaults = EmulatorConfig()
+    parser.description = "Serve the EnOS API emulator until SIGINT or SIGTERM."
+    parser.add_argument(
+        "--host", default=defaults.host, help="address to bind (default %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=defaults.port, help="port; 0 picks a free one")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="dataset seed")
+    parser.add_argument(
+        "--days",
+        help="served days A:B, ISO dates (2026-11-01:2026-11-07) or offsets from today "
+        "(write --days=-7:0); default -7:0",
+    )
+    parser.add_argument("--per-day", type=int, default=defaults.per_day, help="instances per day")
+    parser.add_argument("--access-key", default=DEMO_CREDENTIALS.access_key)
+    parser.add_argument("--secret-key", default=DEMO_CREDENTIALS.secret_key)
+    parser.add_argument("--org-id", default=DEMO_CREDENTIALS.org_id)
+    parser.add_argument("--user-id", default=DEMO_CREDENTIALS.user_id)
+    parser.add_argument("--server-timezone", default=defaults.server_timezone, help="e.g. GMT+8")
+    parser.add_argument("--clock-skew-ms", type=int, default=0, help="added to getCurrentTime")
+    for flag, name, kind, choices, text in _SWITCHES:
+        metavar = None if choices else flag[2:].upper().replace("-", "_")
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            choices=choices,
+            metavar=metavar,
+            default=getattr(defaults, name),
+            help=text,
+        )
+    parser.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """The emulator settings the parsed flags describe.
+
+    Raises:
+        ConfigError: a value is invalid.
+    """
+    tz = parse_server_timezone(args.server_timezone)
+    start_day, end_day = parse_days(args.days, tz) if args.days else (None, None)
+    return EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        start_day=start_day,
+        end_day=end_day,
+        per_day=args.per_day,
+        server_timezone=args.server_timezone,
+        credentials=Credentials(args.access_key, args.secret_key, args.org_id, args.user_id),
+        clock_skew_ms=args.clock_skew_ms,
+        **{name: getattr(args, name) for _, name, _, _, _ in _SWITCHES},
+    )
+
+
+def parse_days(text: str, tz: timezone) -> tuple[date, date]:
+    """``A:B`` as two days; each side an ISO date or a day offset from today in ``tz``.
+
+    Raises:
+        ConfigError: not of that form.
+    """
+    sides = text.split(":")
+    if len(sides) != 2:
+        raise ConfigError(f"--days {text!r}: expected A:B such as 2026-11-01:2026-11-07 or -7:0")
+    today = datetime.now(tz).date()
+    first, last = (
+        today + timedelta(days=int(side))
+        if _OFFSET.match(side.strip())
+        else parse_day(side.strip())
+        for side in sides
+    )
+    return first, last
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; 0 after a clean stop, 2 for bad settings, 1 if binding fails."""
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"flowinst-etl emulator: error: {exc}", file=sys.stderr)
+        return 2
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            emulator = Emulator(config).start()
+        except OSError as exc:
+            address = f"{config.host}:{config.port}"
+            print(
+                f"flowinst-etl emulator: error: cannot listen on {address}: {exc}", file=sys.stderr
+            )
+            return 1
+        first, last = config.days()
+        details = (
+            f"seed {config.seed}, days {first}..{last}, {config.per_day}/day, "
+            f"{config.server_timezone}, access key {config.credentials.access_key}"
+        )
+        print(f"EnOS emulator listening on {emulator.base_url} ({details})", flush=True)
+        while not stopping.wait(0.2):
+            pass
+        emulator.stop()
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,239 @@
+"""Emulator settings as one frozen, validated value, so a run is reproducible from its config."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timedelta, timezone
+
+from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.windows import parse_server_timezone
+
+PAGE_BASES = ("one", "one_strict", "zero")
+COUNT_MODES = ("total", "page")
+SORTER_NAMES = ("snake", "camel", "both")
+TO_BOUNDS = ("exclusive", "inclusive")
+TIE_ORDERS = ("stable", "by_page")
+ENVELOPES = ("v2.1", "v2.0")
+BODY_FAULTS = ("html", "empty", "truncated")
+
+#: Settings fixed when the dataset is generated or the socket bound; ``reconfigure`` refuses them.
+STRUCTURAL_FIELDS = frozenset(
+    {
+        "host",
+        "port",
+        "seed",
+        "start_day",
+        "end_day",
+        "per_day",
+        "server_timezone",
+        "malformed_graph_rate",
+    }
+)
+
+_MAX_PER_DAY = 100_000
+_MAX_INSTANCES = 3_000_000
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An EnOS application's keys and the user/organisation pair the batch service checks.
+
+    Attributes:
+        access_key: the application's AccessKey (``appKey`` of token requests).
+        secret_key: the application's SecretKey; never shown by ``repr``.
+        org_id: the organisation id every search must name.
+        user_id: the user id every search must name.
+    """
+
+    access_key: str
+    secret_key: str = field(repr=False)
+    org_id: str
+    user_id: str
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"credentials: {item.name} must be a non-empty string")
+
+
+DEMO_CREDENTIALS = Credentials(
+    "demo-access-key", "demo-secret-key", "o15000000000001", "u15000000000001"
+)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything that shapes an emulator: address, dataset, protocol behaviours and faults.
+
+    Invalid values raise ``ConfigError``; ``dataclasses.replace`` validates again.
+
+    Attributes:
+        host / port: the address to bind; port 0 picks a free one.
+        seed: the dataset and fault seed; the same config serves byte-identical records.
+        start_day / end_day: served server-local days, inclusive; ``None`` means seven days ago
+            and today in the server timezone (resolved when the config is built).
+        per_day: instances per day, all scheduling types together.
+        server_timezone: what Get Timezone answers (``GMT+8``); record times are written in it.
+        credentials: the one application and user/organisation pair the gateway accepts.
+        clock_skew_ms: added to the server clock (getCurrentTime and timestamp checks).
+        page_base: "one" (pageNo 0 read as 1), "one_strict" (pageNo 0 is 62102) or "zero".
+        count_mode: ``count`` is every match ("total") or the page length ("page").
+        sorter_names: sorter fields accepted: "snake" (trigger_time), "camel" (triggerTime), "both".
+        to_bound: whether toTriggerTime is "exclusive" or "inclusive".
+        tie_order: records tied on every sort key come "stable" (by instance id) or "by_page"
+            (a permutation seeded by the page, as SQL LIMIT/OFFSET may do).
+        envelope: "v2.1" (``code``/"OK") or "v2.0" (``status``/"Success").
+        latency_ms: sleep before answering each request.
+        error_rate / drop_rate: share of requests answered 502/503/504, or dropped unanswered.
+        rate_limit_per_s / retry_after_s: token bucket over all requests; excess gets HTTP 429
+            with ``Retry-After: retry_after_s``. ``None`` turns it off.
+        token_lifetime_s: life of issued access tokens.
+        insert_every / insert_count: every N-th search appends that many runs to its window.
+        status_change_rate: each search moves about this share of its matches one status on.
+        malformed_graph_rate: share of instances whose ``graph`` string is truncated JSON.
+        forced_error: an EnOS code every search answers instead of data.
+        body_fault: "html", "empty" or "truncated" HTTP 200 bodies on every search.
+        failing_window_ms: searches whose trigger window overlaps this ``(start, end)`` epoch-ms
+            range answer 62109, so one day of a range can fail while the others succeed.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 7
+    start_day: date | None = None
+    end_day: date | None = None
+    per_day: int = 200
+    server_timezone: str = "GMT+8"
+    credentials: Credentials = DEMO_CREDENTIALS
+    clock_skew_ms: int = 0
+    page_base: str = "one"
+    count_mode: str = "total"
+    sorter_names: str = "snake"
+    to_bound: str = "exclusive"
+    tie_order: str = "stable"
+    envelope: str = "v2.1"
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    rate_limit_per_s: float | None = None
+    retry_after_s: int = 1
+    token_lifetime_s: int = 7200
+    insert_every: int = 0
+    insert_count: int = 3
+    status_change_rate: float = 0.0
+    malformed_graph_rate: float = 0.0
+    forced_error: int | None = None
+    body_fault: str | None = None
+    failing_window_ms: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError("host must be a non-empty string such as '127.0.0.1'")
+        _integer(self, "port", 0, 65535)
+        _integer(self, "seed")
+        _integer(self, "per_day", 0, _MAX_PER_DAY)
+        if not isinstance(self.server_timezone, str):
+            raise ConfigError("server_timezone must be a string such as 'GMT+8'")
+        tz = parse_server_timezone(self.server_timezone)
+        today = datetime.now(tz).date()
+        if self.start_day is None:
+            object.__setattr__(self, "start_day", today - timedelta(days=7))
+        if self.end_day is None:
+            object.__setattr__(self, "end_day", today)
+        first, last = self.days()
+        for name, day in (("start_day", first), ("end_day", last)):
+            if not isinstance(day, date) or isinstance(day, datetime):
+                raise ConfigError(f"{name} must be a datetime.date, not {day!r}")
+        if last < first:
+            raise ConfigError(f"end_day {last} is before start_day {first}")
+        if ((last - first).days + 1) * self.per_day > _MAX_INSTANCES:
+            raise ConfigError(
+                f"days x per_day exceeds {_MAX_INSTANCES} instances: shorten the range or per_day"
+            )
+        if not isinstance(self.credentials, Credentials):
+            raise ConfigError("credentials must be a Credentials value")
+        _integer(self, "clock_skew_ms")
+        for name, choices in (
+            ("page_base", PAGE_BASES),
+            ("count_mode", COUNT_MODES),
+            ("sorter_names", SORTER_NAMES),
+            ("to_bound", TO_BOUNDS),
+            ("tie_order", TIE_ORDERS),
+            ("envelope", ENVELOPES),
+        ):
+            _choice(self, name, choices)
+        if self.body_fault is not None:
+            _choice(self, "body_fault", BODY_FAULTS)
+        _integer(self, "latency_ms", 0, 600_000)
+        for name in ("error_rate", "drop_rate", "status_change_rate", "malformed_graph_rate"):
+            _fraction(self, name)
+        if self.rate_limit_per_s is not None:
+            rate = self.rate_limit_per_s
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+                raise ConfigError(f"rate_limit_per_s must be a number > 0 or None, not {rate!r}")
+        _integer(self, "retry_after_s", 0)
+        _integer(self, "token_lifetime_s", 1, 10**7)
+        _integer(self, "insert_every", 0)
+        _integer(self, "insert_count", 0, 10_000)
+        if self.forced_error is not None:
+            _integer(self, "forced_error")
+            if self.forced_error == 0:
+                raise ConfigError(
+                    "forced_error must be a non-zero EnOS code such as 62103, or None"
+                )
+
+        if self.failing_window_ms is not None:
+            window = self.failing_window_ms
+            if (
+                not isinstance(window, tuple)
+                or len(window) != 2
+                or not all(isinstance(edge, int) for edge in window)
+                or window[0] >= window[1]
+            ):
+                raise ConfigError(
+                    f"failing_window_ms must be (start_ms, end_ms) with start < end, not {window!r}"
+                )
+
+    def fails(self, from_ms: int, to_ms: int) -> bool:
+        """Whether a search over ``[from_ms, to_ms)`` falls in ``failing_window_ms``."""
+        window = self.failing_window_ms
+        return window is not None and from_ms < window[1] and window[0] < to_ms
+
+    def tz(self) -> timezone:
+        """The server timezone as a fixed offset."""
+        return parse_server_timezone(self.server_timezone)
+
+    def days(self) -> tuple[date, date]:
+        """The first and last server-local day of the dataset, inclusive."""
+        assert self.start_day is not None and self.end_day is not None
+        return self.start_day, self.end_day
+
+
+def _integer(
+    config: EmulatorConfig, name: str, low: int | None = None, high: int | None = None
+) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, not {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} must be {bounds}, not {value}")
+
+
+def _fraction(config: EmulatorConfig, name: str) -> None:
+    value = getattr(config, name)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or not 0.0 <= value <= 1.0
+    ):
+        raise ConfigError(f"{name} must be a fraction between 0 and 1, not {value!r}")
+
+
+def _choice(config: EmulatorConfig, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

@@ -1,0 +1,159 @@
+"""The emulator's mutable ground truth: instances indexed by type and trigger, behind a lock."""
+
+from __future__ import annotations
+
+import bisect
+import random
+import threading
+import time
+from datetime import timezone
+from typing import Any, NamedTuple
+
+from flowinst_etl.emulator.config import EmulatorConfig
+from flowinst_etl.emulator.counters import Counters
+from flowinst_etl.emulator.data import Dataset, advance, new_run
+from flowinst_etl.emulator.records import Instance
+from flowinst_etl.emulator.search import SearchQuery, order_page
+from flowinst_etl.emulator.status import NOT_FINAL
+from flowinst_etl.exceptions import ConfigError
+
+_MAX_INSERT_GAP_S = 30
+
+
+class TruthInstance(NamedTuple):
+    """One instance as the emulator holds it now.
+
+    Attributes:
+        scheduling_type: 0 manual, 1 periodic, 2 temporary (records do not carry it).
+        trigger_ms: the trigger time in epoch milliseconds.
+        record: a copy of exactly the dict the search endpoint serves.
+    """
+
+    scheduling_type: int
+    trigger_ms: int
+    record: dict[str, Any]
+
+
+def _position(item: Instance) -> tuple[int, str]:
+    return item.trigger_ms, item.instance_id
+
+
+class _TypeIndex:
+    """The instances of one scheduling type in (trigger, instanceId) order, with their triggers."""
+
+    def __init__(self, items: list[Instance]) -> None:
+        self.items = sorted(items, key=_position)
+        self.triggers = [item.trigger_ms for item in self.items]
+
+    def bounds(self, from_ms: int, to_ms: int, to_inclusive: bool) -> tuple[int, int]:
+        low = bisect.bisect_left(self.triggers, from_ms)
+        if to_inclusive:
+            return low, bisect.bisect_right(self.triggers, to_ms)
+        return low, bisect.bisect_left(self.triggers, to_ms)
+
+    def add(self, item: Instance) -> None:
+        position = bisect.bisect_left(self.items, _position(item), key=_position)
+        self.items.insert(position, item)
+        self.triggers.insert(position, item.trigger_ms)
+
+
+class InstanceStore:
+    """Every instance of one emulator; searches, inserts and status changes are atomic."""
+
+    def __init__(self, dataset: Dataset, config: EmulatorConfig, counters: Counters) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(f"{config.seed}:scheduler")
+        self._flows = dataset.flows_by_type
+        self._seed = config.seed
+        self._tz: timezone = config.tz()
+        self._malformed_rate = config.malformed_graph_rate
+        self._counters = counters
+        self._index = {
+            kind: _TypeIndex([i for i in dataset.instances if i.scheduling_type == kind])
+            for kind in (0, 1, 2)
+        }
+        self._taken = {(i.flow.flow_id, i.trigger_ms) for i in dataset.instances}
+        self._searches = 0
+
+    def search(self, query: SearchQuery, config: EmulatorConfig) -> tuple[list[bytes], int]:
+        """Answer one search: the page's records as JSON and the ``count`` to report.
+
+        Each search also drives the scheduler: every ``insert_every``-th search first appends new
+        runs to the searched window (so this answer already holds them), and after answering,
+        ``status_change_rate`` moves runs of the window on.
+        """
+        with self._lock:
+            self._searches += 1
+            if config.insert_every and self._searches % config.insert_every == 0:
+                self._insert(query, config.insert_count)
+            index = self._index[query.scheduling_type]
+            low, high = index.bounds(query.from_ms, query.to_ms, query.to_inclusive)
+            matches = query.keep(index.items[low:high])
+            page = order_page(matches, query, config.tie_order, config.seed)
+            records = [item.json() for item in page]
+            count = len(matches) if config.count_mode == "total" else len(page)
+            if config.status_change_rate > 0:
+                changes = max(1, round(config.status_change_rate * len(matches)))
+                self._change_statuses(index.items[low:high], changes)
+        return records, count
+
+    def truth(
+        self,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        scheduling_type: int | None = None,
+    ) -> list[TruthInstance]:
+        """Copies of the instances triggered in ``[start_ms, end_ms)``, in (trigger, id) order.
+
+        Raises:
+            ConfigError: ``scheduling_type`` is not 0, 1, 2 or None.
+        """
+        if scheduling_type not in (None, 0, 1, 2):
+            raise ConfigError(f"scheduling_type must be 0, 1, 2 or None, not {scheduling_type!r}")
+        kinds = (0, 1, 2) if scheduling_type is None else (scheduling_type,)
+        found: list[tuple[str, TruthInstance]] = []
+        with self._lock:
+            for kind in kinds:
+                index = self._index[kind]
+                low = 0 if start_ms is None else bisect.bisect_left(index.triggers, start_ms)
+                high = (
+                    len(index.items)
+                    if end_ms is None
+                    else bisect.bisect_left(index.triggers, end_ms)
+                )
+                found += [
+                    # Record values are immutable scalars and strings: a shallow copy is a deep one.
+                    (item.instance_id, TruthInstance(kind, item.trigger_ms, dict(item.record())))
+                    for item in index.items[low:high]
+                ]
+        found.sort(key=lambda pair: (pair[1].trigger_ms, pair[0]))
+        return [truth for _, truth in found]
+
+    def _insert(self, query: SearchQuery, count: int) -> None:
+        """Append up to ``count`` runs after the latest trigger of the window, before its end."""
+        flows = self._flows[query.scheduling_type]
+        index = self._index[query.scheduling_type]
+        low, high = index.bounds(query.from_ms, query.to_ms, to_inclusive=False)
+        cursor = index.triggers[high - 1] if high > low else -(-query.from_ms // 1000) * 1000 - 1000
+        for _ in range(count):
+            cursor += self._rng.randint(1, _MAX_INSERT_GAP_S) * 1000
+            if not flows or cursor >= query.to_ms:
+                return
+            free = [
+                f
+                for f in self._rng.sample(flows, min(5, len(flows)))
+                if (f.flow_id, cursor) not in self._taken
+            ]
+            if not free:
+                continue
+            item = new_run(self._rng, free[0], cursor, self._tz, self._seed, self._malformed_rate)
+            self._taken.add((item.flow.flow_id, cursor))
+            index.add(item)
+            self._counters.add("inserted")
+
+    def _change_statuses(self, window: list[Instance], count: int) -> None:
+        candidates = [item for item in window if item.status in NOT_FINAL]
+        now_ms = int(time.time() * 1000)
+        for item in self._rng.sample(candidates, min(count, len(candidates))):
+            advance(self._rng, item, now_ms)
+            self._counters.add("status_changes")

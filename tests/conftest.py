@@ -1,0 +1,32 @@
+"""Shared fixtures: EnOS emulators started per test over fixed days, stopped afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+
+from flowinst_etl.emulator import Emulator, EmulatorConfig
+
+#: The days a test emulator serves unless the test says otherwise (fixed, so data never drifts).
+TEST_START_DAY = date(2026, 3, 1)
+TEST_END_DAY = date(2026, 3, 3)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Callable[..., Emulator]]:
+    """A factory: ``emulator(**settings)`` starts an emulator over 2026-03-01..03 (GMT+8 days,
+    200 instances a day unless ``settings`` say otherwise); every one stops after the test."""
+    started: list[Emulator] = []
+
+    def start(**settings: Any) -> Emulator:
+        values: dict[str, Any] = {"start_day": TEST_START_DAY, "end_day": TEST_END_DAY}
+        emu = Emulator(EmulatorConfig(**{**values, **settings})).start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
