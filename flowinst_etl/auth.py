@@ -90,6 +90,8 @@ class EnosTokenAuth(requests.auth.AuthBase):
     def _sign(self, request: requests.PreparedRequest, token: str) -> None:
         timestamp = self._timestamp_ms()
         body = request.body or b""
+        if not isinstance(body, (bytes, str)):
+            raise TypeError("EnOS requests are signed over a body of bytes or text, not a stream")
         text = body.decode("utf-8") if isinstance(body, bytes) else body
         query = parse_qsl(urlsplit(request.url or "").query, keep_blank_values=True)
         request.headers["apim-accesstoken"] = token
@@ -139,7 +141,7 @@ class EnosTokenAuth(requests.auth.AuthBase):
 
     def _token_call(self, path: str, **extra: str) -> dict[str, Any]:
         timestamp = self._timestamp_ms()
-        body = {
+        body: dict[str, str | int] = {
             "appKey": self._access_key,
             "encryption": token_encryption(self._access_key, timestamp, self._secret_key),
             "timestamp": timestamp,

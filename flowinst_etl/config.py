@@ -55,7 +55,7 @@ class EnosSettings:
         if self.max_requests_per_s is not None and self.max_requests_per_s <= 0:
             raise ConfigError("ENOS_MAX_REQUESTS_PER_SECOND must be positive")
         if self.max_retries < 0 or self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
-            raise ConfigError("retries must be >= 0 and timeouts positive")
+            raise ConfigError("ENOS_MAX_RETRIES must be >= 0 and timeouts positive")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EnosSettings:
@@ -75,6 +75,7 @@ class EnosSettings:
             server_timezone=_optional(env, "ENOS_SERVER_TIMEZONE"),
             verify_tls=_flag(env, "ENOS_VERIFY_TLS", default=True),
             page_size=_integer(env, "ENOS_PAGE_SIZE", default=50),
+            max_retries=_integer(env, "ENOS_MAX_RETRIES", default=6),
             max_requests_per_s=_number(rate, "ENOS_MAX_REQUESTS_PER_SECOND") if rate else None,
         )
 

@@ -1,15 +1,15 @@
 """The error tree of flowinst-etl; every error says what went wrong and what to do about it.
 
-    FlowinstError
-    ├── ConfigError (also ValueError)       a setting or argument is missing or invalid
-    ├── TransportError                      the gateway could not be reached or kept failing
-    ├── ResponseFormatError                 the gateway answered something that is not an EnOS envelope
-    ├── ApiError                            the gateway answered with an EnOS error code
-    │   ├── AuthenticationError             credentials or tokens were refused (1002, 1003, 1203, ...)
-    │   ├── FatalApiError                   retrying will not help (62101, 62102, 62103, ...)
-    │   └── RetriableApiError               the service failed internally (62109); a later run may succeed
-    ├── IncompleteExtractionError           completeness of a window could not be established
-    └── StoreError                          a partition could not be written or read
+FlowinstError
+├── ConfigError (also ValueError)       a setting or argument is missing or invalid
+├── TransportError                      the gateway could not be reached or kept failing
+├── ResponseFormatError                 the gateway answered something that is not an EnOS envelope
+├── ApiError                            the gateway answered with an EnOS error code
+│   ├── AuthenticationError             credentials or tokens were refused (1002, 1003, 1203, ...)
+│   ├── FatalApiError                   retrying will not help (62101, 62102, 62103, ...)
+│   └── RetriableApiError               the service failed internally (62109); try again later
+├── IncompleteExtractionError           completeness of a window could not be established
+└── StoreError                          a partition could not be written or read
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class ApiError(FlowinstError):
     """The gateway answered with a non-zero EnOS code.
 
     Attributes:
-        code: the EnOS error code (``code`` in v2.1 envelopes, ``status`` in v2.0 and token replies).
+        code: the EnOS code (``code`` in v2.1 envelopes, ``status`` in v2.0 and token replies).
         api_message: the ``msg`` text the gateway sent.
         request_id: the gateway's ``requestId``, when it sent one; quote it to EnOS support.
     """
