@@ -1,0 +1,117 @@
+"""Extraction speed and request economy against the emulator, beside a baseline of the same run.
+
+Baseline: sequential offset paging with pageSize 50 sorted by update_time, as the documented sample
+does (pages 1, 2, ... until a short page, for each scheduling type of each day). It is neither exact
+nor fast; it is what a first client would do.
+
+    .venv/bin/python bench/bench_extract.py [--days 14] [--per-day 2000] [--latency-ms 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date, timedelta
+
+from flowinst_etl.client import EnosClient, SearchQuery
+from flowinst_etl.config import EnosSettings
+from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.extract import Extractor, minimum_requests
+from flowinst_etl.model import SCHEDULING_TYPES
+from flowinst_etl.windows import Window, day_window, parse_server_timezone
+
+PAGE_SIZE = 50
+
+
+def settings(emulator: Emulator) -> EnosSettings:
+    credentials = emulator.config.credentials
+    return EnosSettings(
+        api_url=emulator.base_url,
+        access_key=credentials.access_key,
+        secret_key=credentials.secret_key,
+        org_id=credentials.org_id,
+        user_id=credentials.user_id,
+        page_size=PAGE_SIZE,
+    )
+
+
+def baseline(emulator: Emulator, windows: list[Window]) -> tuple[float, int, int]:
+    """Seconds, requests and rows of sequential offset paging."""
+    requests = rows = 0
+    started = time.perf_counter()
+    with EnosClient(settings(emulator)) as client:
+        for window in windows:
+            for scheduling_type in SCHEDULING_TYPES:
+                page_no = 1
+                while True:
+                    query = SearchQuery(
+                        scheduling_type,
+                        window.start_ms,
+                        window.end_ms,
+                        page_no,
+                        PAGE_SIZE,
+                        "update_time",
+                    )
+                    page = client.search(query)
+                    requests += 1
+                    rows += len(page.records)
+                    if len(page.records) < PAGE_SIZE:
+                        break
+                    page_no += 1
+    return time.perf_counter() - started, requests, rows
+
+
+def ours(emulator: Emulator, windows: list[Window], workers: int) -> tuple[float, int, int]:
+    """Seconds, requests and instances of the exact extractor."""
+    requests = instances = 0
+    started = time.perf_counter()
+    with EnosClient(settings(emulator)) as client:
+        for _, outcome in Extractor(client, max_workers=workers).extract_many(windows):
+            if isinstance(outcome, Exception):
+                raise outcome
+            requests += outcome.reconciliation.requests
+            instances += outcome.reconciliation.instances
+    return time.perf_counter() - started, requests, instances
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--per-day", type=int, default=2000)
+    parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args()
+    first = date(2026, 11, 1)
+    last = first + timedelta(days=args.days - 1)
+    config = EmulatorConfig(
+        seed=3,
+        start_day=first - timedelta(days=1),
+        end_day=last + timedelta(days=1),
+        per_day=args.per_day,
+        latency_ms=args.latency_ms,
+    )
+    server_tz = parse_server_timezone(config.server_timezone)
+    windows = [day_window(first + timedelta(days=n), server_tz) for n in range(args.days)]
+    with Emulator(config) as emulator:
+        truth = len(emulator.truth(windows[0].start_ms, windows[-1].end_ms))
+        base_s, base_requests, base_rows = baseline(emulator, windows)
+        our_s, our_requests, our_instances = ours(emulator, windows, args.workers)
+    least = minimum_requests(our_instances, PAGE_SIZE)
+    print(
+        f"{args.days} days x {args.per_day} instances/day, {args.latency_ms} ms latency, "
+        f"pageSize {PAGE_SIZE}, {args.workers} workers; ground truth {truth} instances"
+    )
+    print(
+        f"baseline (sequential offset paging): {base_s:7.2f} s  {base_requests:5d} requests  "
+        f"{base_rows} rows"
+    )
+    print(
+        f"flowinst-etl extractor:              {our_s:7.2f} s  {our_requests:5d} requests  "
+        f"{our_instances} instances (exact: {our_instances == truth})"
+    )
+    print(f"speed-up vs baseline:            {base_s / our_s:6.2f}x  (target >= 5x)")
+    print(f"requests vs minimum ({least}):    {our_requests / least:6.2f}x  (target <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
