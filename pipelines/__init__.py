@@ -1,0 +1,1 @@
+"""The Dagster code location of flowinst-etl: thin glue over the ``flowinst_etl`` library."""

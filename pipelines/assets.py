@@ -1,0 +1,119 @@
+"""The four flow-instance tables, materialised together from one extraction per partition day.
+
+No ``from __future__ import annotations`` here: Dagster reads the asset's annotations at runtime.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from flowinst_etl.extract import Extractor
+from flowinst_etl.load import DayResult, load_days
+from flowinst_etl.schema import TABLES
+from flowinst_etl.windows import zone
+from pipelines.checks import check_results, day_checks
+from pipelines.partitions import partition_days
+from pipelines.resources import Dataset, DayListener, EnosGateway
+
+#: Dagster concurrency pool of every step that calls the EnOS API (limit it in dagster.yaml).
+ENOS_POOL = "enos_api"
+
+DESCRIPTIONS = {
+    "flow_instances": "One row per flow instance (run of a workflow), by day of trigger time.",
+    "flow_instance_tasks": "One row per task node in the graph embedded in each flow instance.",
+    "flow_instance_relations": "One row per dependency edge in each flow instance's graph.",
+    "flow_instance_upstream_flows": "One row per upstream workflow each flow instance depends on.",
+}
+
+
+def build_flow_instance_tables(
+    partitions: dg.TimeWindowPartitionsDefinition,
+) -> dg.AssetsDefinition:
+    """The multi-asset over ``partitions``; range backfills run as one run (see BackfillPolicy)."""
+    checks = day_checks(partitions)
+    partition_tz = zone(partitions.timezone)
+
+    @dg.multi_asset(
+        name="flow_instance_tables",
+        specs=[
+            dg.AssetSpec(
+                table,
+                description=DESCRIPTIONS[table],
+                group_name="enos",
+                kinds={"parquet"},
+                skippable=True,
+            )
+            for table in TABLES
+        ],
+        check_specs=[check.spec for check in checks],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=False,
+        pool=ENOS_POOL,
+    )
+    def flow_instance_tables(
+        context: AssetExecutionContext,
+        enos: EnosGateway,
+        dataset: Dataset,
+        day_listener: dg.ResourceParam[DayListener],
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
+        """Extract every flow instance of each day once and commit the day's four tables."""
+        committed, failed = [], []
+        with enos.client() as client:
+            extractor = Extractor(client, max_workers=dataset.max_workers)
+            extractor.check_access()
+            for result in load_days(extractor, partition_days(context), partition_tz, dataset.root):
+                day_listener(result)
+                if result.ok:
+                    committed.append(result.day)
+                    yield from _materializations(result)
+                else:
+                    failed.append(result)
+                    context.log.error(f"day {result.day} failed: {result.error}")
+        if committed:
+            yield from check_results(checks, dataset.root, sorted(committed))
+        if failed:
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(failed) + len(committed)} days failed: "
+                + "; ".join(f"{r.day}: {r.error}" for r in sorted(failed, key=lambda r: r.day)),
+                metadata={"failed_days": [r.day.isoformat() for r in failed]},
+            )
+
+    return flow_instance_tables
+
+
+def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
+    figures = result.reconciliation
+    shared: dict[str, Any] = {
+        name: figures[name]
+        for name in (
+            "requests",
+            "pages",
+            "retries",
+            "throttled",
+            "duplicates_dropped",
+            "repaired_seconds",
+            "graph_errors",
+        )
+        if name in figures
+    }
+    for table in TABLES:
+        metadata: dict[str, Any] = {
+            "dagster/row_count": result.rows.get(table, 0),
+            "path": dg.MetadataValue.path(result.paths.get(table, "")),
+            **shared,
+        }
+        if table == "flow_instances" and result.preview:
+            metadata["preview"] = dg.MetadataValue.md(_markdown(result.preview))
+        yield dg.AssetMaterialization(
+            asset_key=table, partition=result.day.isoformat(), metadata=metadata
+        )
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Asset checks of each committed day, read back from the store, judged by ``quality``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from flowinst_etl.quality import (
+    duplicate_instance_ids,
+    orphan_instance_ids,
+    reconciliation_mismatch,
+)
+from flowinst_etl.schema import TABLES
+from flowinst_etl.store import read_manifest, read_table
+
+INSTANCES = "flow_instances"
+CHILD_TABLES = [name for name in TABLES if name != INSTANCES]
+
+#: A rule reads one day of the dataset at ``root`` and says what is wrong, or None.
+Rule = Callable[[str, date], "str | None"]
+
+
+@dataclass(frozen=True)
+class DayCheck:
+    """One asset check: its spec and the rule it applies to each day."""
+
+    spec: dg.AssetCheckSpec
+    rule: Rule
+
+
+def _instances(root: str, day: date) -> pd.DataFrame:
+    return read_table(INSTANCES, root, day, day, columns=["instance_id"])
+
+
+def _unique_ids(root: str, day: date) -> str | None:
+    duplicates = duplicate_instance_ids(_instances(root, day))
+    return f"{len(duplicates)} duplicated ids, e.g. {duplicates[:3]}" if duplicates else None
+
+
+def _refers_to_instances(table: str) -> Rule:
+    def rule(root: str, day: date) -> str | None:
+        children = read_table(table, root, day, day, columns=["instance_id"])
+        orphans = orphan_instance_ids(_instances(root, day), children)
+        return (
+            f"{len(orphans)} instance ids not in {INSTANCES}, e.g. {orphans[:3]}"
+            if orphans
+            else None
+        )
+
+    return rule
+
+
+def _matches_reconciliation(root: str, day: date) -> str | None:
+    return reconciliation_mismatch(_instances(root, day), read_manifest(root, INSTANCES, day))
+
+
+def day_checks(partitions: dg.PartitionsDefinition) -> list[DayCheck]:
+    """Every check of a committed day, named for what it asserts."""
+
+    def spec(asset: str, name: str, description: str) -> dg.AssetCheckSpec:
+        with warnings.catch_warnings():  # partitioned checks are a preview feature of Dagster 1.13
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            return dg.AssetCheckSpec(
+                name, asset=asset, description=description, partitions_def=partitions
+            )
+
+    checks = [
+        DayCheck(
+            spec(INSTANCES, "instance_ids_unique", "No instance id occurs twice in a day."),
+            _unique_ids,
+        ),
+        DayCheck(
+            spec(
+                INSTANCES,
+                "rows_match_reconciled_count",
+                "The rows written equal the instances the extraction reconciled.",
+            ),
+            _matches_reconciliation,
+        ),
+    ]
+    checks += [
+        DayCheck(
+            spec(
+                table,
+                "rows_refer_to_instances_of_the_day",
+                f"Every {table} row belongs to an instance of the same day.",
+            ),
+            _refers_to_instances(table),
+        )
+        for table in CHILD_TABLES
+    ]
+    return checks
+
+
+def check_results(
+    checks: Iterable[DayCheck], root: str, days: Iterable[date]
+) -> list[dg.AssetCheckResult]:
+    """One result per check over the committed ``days``: passed only if every day passed."""
+    days = list(days)
+    results = []
+    for check in checks:
+        problems = {day.isoformat(): check.rule(root, day) for day in days}
+        failing = {day: problem for day, problem in problems.items() if problem}
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=check.spec.asset_key,
+                check_name=check.spec.name,
+                passed=not failing,
+                metadata={"days_checked": len(days), "failing_days": failing or "none"},
+            )
+        )
+    return results

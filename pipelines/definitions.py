@@ -1,0 +1,34 @@
+"""The flowinst-etl code location: ``dagster dev`` loads ``defs`` from here (see pyproject)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from flowinst_etl.config import PipelineSettings
+from pipelines.assets import build_flow_instance_tables
+from pipelines.partitions import daily_partitions
+from pipelines.resources import Dataset, EnosGateway, no_listener
+from pipelines.schedules import daily_schedule, lookback_schedule
+
+
+def build_definitions(settings: PipelineSettings) -> dg.Definitions:
+    """Every definition of the code location for one set of pipeline settings."""
+    partitions = daily_partitions(settings)
+    tables = build_flow_instance_tables(partitions)
+    job = dg.define_asset_job("flow_instances_job", selection=[tables])
+    return dg.Definitions(
+        assets=[tables],
+        jobs=[job],
+        schedules=[
+            daily_schedule(job),
+            lookback_schedule(job, settings.timezone, settings.lookback_days),
+        ],
+        resources={
+            "enos": EnosGateway.from_env(),
+            "dataset": Dataset(root=settings.data_dir, max_workers=settings.max_workers),
+            "day_listener": dg.ResourceDefinition.hardcoded_resource(no_listener),
+        },
+    )
+
+
+defs = build_definitions(PipelineSettings.from_env())

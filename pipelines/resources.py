@@ -1,0 +1,71 @@
+"""Resources: the EnOS gateway and the dataset, configured from the environment at run time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+
+from flowinst_etl.client import EnosClient
+from flowinst_etl.config import EnosSettings, optional_setting
+from flowinst_etl.load import DayResult
+
+DayListener = Callable[[DayResult], None]
+
+
+class EnosGateway(dg.ConfigurableResource):
+    """An EnOS API gateway and the application credentials to use it."""
+
+    api_url: str
+    access_key: str
+    secret_key: str
+    org_id: str
+    user_id: str
+    server_timezone: str | None = None
+    verify_tls: bool = True
+    page_size: int = 50
+    max_requests_per_s: float | None = None
+
+    def settings(self) -> EnosSettings:
+        """The validated client settings."""
+        return EnosSettings(
+            api_url=self.api_url,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            org_id=self.org_id,
+            user_id=self.user_id,
+            server_timezone=self.server_timezone,
+            verify_tls=self.verify_tls,
+            page_size=self.page_size,
+            max_requests_per_s=self.max_requests_per_s,
+        )
+
+    @contextmanager
+    def client(self) -> Iterator[EnosClient]:
+        """A client for the duration of one run."""
+        with EnosClient(self.settings()) as client:
+            yield client
+
+    @classmethod
+    def from_env(cls) -> EnosGateway:
+        """Credentials from ``ENOS_*`` variables, resolved when a run starts, never at import."""
+        return cls(
+            api_url=dg.EnvVar("ENOS_API_URL"),
+            access_key=dg.EnvVar("ENOS_ACCESS_KEY"),
+            secret_key=dg.EnvVar("ENOS_SECRET_KEY"),
+            org_id=dg.EnvVar("ENOS_ORG_ID"),
+            user_id=dg.EnvVar("ENOS_USER_ID"),
+            server_timezone=optional_setting("ENOS_SERVER_TIMEZONE"),
+        )
+
+
+class Dataset(dg.ConfigurableResource):
+    """Where the dataset lives (a path or an fsspec URL) and how many extractions run at once."""
+
+    root: str = "data"
+    max_workers: int = 4
+
+
+def no_listener(result: DayResult) -> None:
+    """The default: Dagster's own event log already records each day."""

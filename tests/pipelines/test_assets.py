@@ -1,0 +1,134 @@
+"""One partition and a range materialised through Dagster against the emulator, vs its truth."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from flowinst_etl import read_table
+from flowinst_etl.config import PipelineSettings
+from flowinst_etl.emulator import Emulator
+from flowinst_etl.windows import day_window, zone
+from pipelines.assets import build_flow_instance_tables
+from pipelines.partitions import daily_partitions
+from pipelines.resources import Dataset, EnosGateway, no_listener
+from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
+from tests.pipelines.conftest import FIRST_DAY
+from tests.support import day_truth, expected_rows
+
+TIMEZONE = "Asia/Shanghai"
+TABLES = [
+    "flow_instances",
+    "flow_instance_tasks",
+    "flow_instance_relations",
+    "flow_instance_upstream_flows",
+]
+
+
+def materialize(root: Path, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+    partitions = daily_partitions(PipelineSettings(timezone=TIMEZONE, start_date=FIRST_DAY))
+    return dg.materialize(
+        [build_flow_instance_tables(partitions)],
+        resources={
+            "enos": EnosGateway.from_env(),
+            "dataset": Dataset(root=str(root), max_workers=3),
+            "day_listener": dg.ResourceDefinition.hardcoded_resource(no_listener),
+        },
+        tags=tags,
+        raise_on_error=False,
+    )
+
+
+def assert_day_matches_truth(emulator: Emulator, root: Path, day: date) -> None:
+    truth = day_truth(emulator, day, TIMEZONE)
+    instances = read_table("flow_instances", str(root), day, day)
+    assert sorted(instances["instance_id"]) == sorted(t.record["instanceId"] for t in truth)
+    expected = expected_rows(truth)
+    for table in TABLES:
+        assert len(read_table(table, str(root), day, day)) == expected[table], table
+
+
+def materialized_partitions(result: dg.ExecuteInProcessResult, asset: str) -> set[str]:
+    return {
+        event.event_specific_data.materialization.partition
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey(asset)
+    }
+
+
+def test_one_partition_matches_the_ground_truth(enos_env: Emulator, tmp_path: Path) -> None:
+    day = FIRST_DAY + timedelta(days=1)
+    result = materialize(tmp_path, {"dagster/partition": day.isoformat()})
+    assert result.success
+    assert_day_matches_truth(enos_env, tmp_path, day)
+    events = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["flow_instances"]
+    ]
+    metadata = events[0].event_specific_data.materialization.metadata
+    assert metadata["dagster/row_count"].value == len(day_truth(enos_env, day, TIMEZONE))
+    assert metadata["requests"].value >= 3 and "preview" in metadata
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 5 and all(check.passed for check in checks)
+
+
+def test_a_range_runs_once_and_commits_every_day(enos_env: Emulator, tmp_path: Path) -> None:
+    days = [FIRST_DAY + timedelta(days=n) for n in range(5)]
+    result = materialize(
+        tmp_path, {RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()}
+    )
+    assert result.success
+    for table in TABLES:
+        assert materialized_partitions(result, table) == {d.isoformat() for d in days}
+    for day in days:
+        assert_day_matches_truth(enos_env, tmp_path, day)
+
+
+def test_a_failing_day_fails_the_run_but_not_the_other_days(
+    enos_env: Emulator, tmp_path: Path
+) -> None:
+    days = [FIRST_DAY + timedelta(days=n) for n in range(4)]
+    broken = day_window(days[2], zone(TIMEZONE))
+    enos_env.reconfigure(failing_window_ms=(broken.start_ms, broken.end_ms))
+    try:
+        result = materialize(
+            tmp_path, {RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()}
+        )
+    finally:
+        enos_env.reconfigure(failing_window_ms=None)
+    assert not result.success
+    good = {d.isoformat() for d in days} - {days[2].isoformat()}
+    assert materialized_partitions(result, "flow_instances") == good
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert days[2].isoformat() in failure.message or days[2].isoformat() in str(
+        failure.event_specific_data.error
+    )
+    assert not (tmp_path / "flow_instances" / f"trigger_date={days[2]}").exists()
+    for day in days:
+        if day != days[2]:
+            assert_day_matches_truth(enos_env, tmp_path, day)
+
+
+@pytest.mark.parametrize("missing", ["ENOS_API_URL", "ENOS_SECRET_KEY"])
+def test_missing_credentials_fail_before_anything_is_written(
+    enos_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    monkeypatch.delenv(missing)
+    with pytest.raises(dg.DagsterInvalidConfigError, match=missing):
+        materialize(tmp_path, {"dagster/partition": FIRST_DAY.isoformat()})
+    assert not any(tmp_path.iterdir())
+
+
+def test_refused_credentials_fail_before_anything_is_written(
+    enos_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENOS_SECRET_KEY", "not-the-secret")
+    result = materialize(tmp_path, {"dagster/partition": FIRST_DAY.isoformat()})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "1003" in str(failure.event_specific_data.error)
+    assert not any(tmp_path.iterdir())
