@@ -1,0 +1,79 @@
+"""What a person sees during a backfill: a bar per day, then a summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flowinst_etl.load import DayResult
+
+_COUNTED = [
+    ("instances", "flow_instances"),
+    ("tasks", "flow_instance_tasks"),
+    ("relations", "flow_instance_relations"),
+    ("upstream flows", "flow_instance_upstream_flows"),
+]
+
+
+class BackfillProgress:
+    """Live progress of a backfill: one bar per day, filled when the day is committed or failed."""
+
+    def __init__(self, days: Sequence[date], console: Console) -> None:
+        self._console = console
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[state]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[date, TaskID] = {
+            day: self._progress.add_task(day.isoformat(), total=1, state="extracting")
+            for day in days
+        }
+        self.results: list[DayResult] = []
+
+    def __enter__(self) -> BackfillProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def on_day(self, result: DayResult) -> None:
+        """Mark one day done (with its instance count) or failed."""
+        self.results.append(result)
+        state = (
+            f"[green]{result.rows.get('flow_instances', 0)} instances"
+            if result.ok
+            else "[red]failed"
+        )
+        self._progress.update(self._tasks[result.day], completed=1, state=state)
+
+
+def summary_table(results: Sequence[DayResult], days: Sequence[date]) -> Table:
+    """Days, rows per table and failures of a backfill; days that never reported count as failed."""
+    table = Table(title="flowinst-etl backfill")
+    table.add_column("days")
+    for label, _ in _COUNTED:
+        table.add_column(label, justify="right")
+    table.add_column("failed days", justify="right")
+    ok = [r for r in results if r.ok]
+    failed = len(days) - len(ok)
+    table.add_row(
+        str(len(days)),
+        *(str(sum(r.rows.get(name, 0) for r in ok)) for _, name in _COUNTED),
+        f"[red]{failed}" if failed else "0",
+    )
+    return table
