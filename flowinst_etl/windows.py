@@ -18,7 +18,7 @@ from flowinst_etl.exceptions import ConfigError
 _GMT_OFFSET = re.compile(
     r"^(?:GMT|UTC)?\s*(?:(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?)?$"
 )
-_SERVER_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_SERVER_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\Z")
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,21 @@ def server_time_to_utc(text: str | None, server_tz: tzinfo) -> datetime | None:
     """
     if not text:
         return None
-    naive = datetime.strptime(text[:19], _SERVER_TIME_FORMAT)
-    fraction = text[20:] if len(text) > 20 and text[19] == "." else ""
-    if fraction:
-        naive = naive.replace(microsecond=int(fraction.ljust(6, "0")[:6]))
-    return naive.replace(tzinfo=server_tz).astimezone(timezone.utc)
+    match = _SERVER_TIME.match(text)
+    if match is None:
+        raise ValueError(f"not a server time (yyyy-MM-dd HH:mm:ss[.S]): {text!r}")
+    year, month, day, hour, minute, second, fraction = match.groups()
+    local = datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        int(second),
+        int((fraction or "0").ljust(6, "0")[:6]),
+        tzinfo=server_tz,
+    )
+    return local.astimezone(timezone.utc)
 
 
 def server_time_to_epoch_ms(text: str, server_tz: tzinfo) -> int:
