@@ -110,19 +110,23 @@ def _backfill(args: argparse.Namespace) -> int:
 def _run_backfill(first: date, last: date, settings: PipelineSettings) -> int:
     from pipelines.backfill import run_backfill  # the Dagster layer, loaded only when needed
 
-    console = Console(stderr=False)
+    console, errors = Console(), Console(stderr=True)
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     with BackfillProgress(days, console) as progress:
         outcome = run_backfill(first, last, settings, progress.on_day)
     console.print(summary_table(progress.results, days))
-    failed = sorted({r.day for r in progress.results if r.ok} ^ set(days))
     for result in sorted(progress.results, key=lambda r: r.day):
         if not result.ok:
-            console.print(f"[red]{result.day}: {result.error}")
-    if failed and len(progress.results) < len(days) and not outcome.success:
-        console.print("[red]the run failed before every day reported; see the Dagster log above")
+            errors.print(f"[red]{result.day} failed: {result.error}")
+    reported = {result.day for result in progress.results}
+    if len(reported) < len(days):
+        errors.print(
+            f"[red]{len(days) - len(reported)} days never reported: the run stopped early "
+            "(see the Dagster log above)"
+        )
     console.print(f"data: {settings.data_dir}")
-    return EXIT_DAYS_FAILED if failed or not outcome.success else EXIT_OK
+    committed = sum(1 for result in progress.results if result.ok)
+    return EXIT_OK if outcome.success and committed == len(days) else EXIT_DAYS_FAILED
 
 
 def _demo(args: argparse.Namespace) -> int:
