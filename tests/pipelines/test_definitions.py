@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -59,3 +61,9 @@ def test_the_library_imports_without_dagster() -> None:
         "sys.exit(1 if 'dagster' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_documented_instance_settings_load(tmp_path: Path) -> None:
+    shutil.copy(Path(__file__).parents[2] / "docs" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
