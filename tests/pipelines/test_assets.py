@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -132,3 +135,38 @@ def test_refused_credentials_fail_before_anything_is_written(
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "1003" in str(failure.event_specific_data.error)
     assert not any(tmp_path.iterdir())
+
+
+def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path: Path) -> None:
+    days = [FIRST_DAY + timedelta(days=n) for n in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "pipelines.definitions",
+        "--select",
+        "group:enos",
+        "--partition-range",
+        f"{days[0]}...{days[-1]}",
+    ]
+    settings = {
+        "FLOWINST_DATA_DIR": str(tmp_path),
+        "FLOWINST_TIMEZONE": TIMEZONE,
+        "FLOWINST_START_DATE": FIRST_DAY.isoformat(),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    (tmp_path / "dagster_home").mkdir()
+    done = subprocess.run(
+        command,
+        env={**os.environ, **settings},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for day in days:
+        assert_day_matches_truth(enos_env, tmp_path, day)
