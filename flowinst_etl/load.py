@@ -20,6 +20,7 @@ from flowinst_etl.windows import day_window
 log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 5
+CLOCK_SKEW_WARNING_MS = 60_000
 PREVIEW_COLUMNS = ["instance_id", "flow_name", "type", "status_desc", "trigger_time"]
 
 
@@ -61,10 +62,11 @@ def load_days(
     """
     windows = {day_window(day, partition_tz): day for day in days}
     server_tz = extractor.client.server_timezone()
+    facts = {"clock_skew_ms": _noted_clock_skew(extractor)}
     for window, outcome in extractor.extract_many(windows):
         day = windows[window]
         if isinstance(outcome, Extraction):
-            result = _commit(day, outcome, server_tz, root, storage_options)
+            result = _commit(day, outcome, server_tz, facts, root, storage_options)
         else:
             result = DayResult(day, error=str(outcome))
         if not result.ok:
@@ -72,10 +74,22 @@ def load_days(
         yield result
 
 
+def _noted_clock_skew(extractor: Extractor) -> int:
+    """The gateway's clock minus ours; a large skew is worth a warning because signed requests
+    carry our timestamp (windows are absolute epoch ms and do not depend on it)."""
+    skew = extractor.client.clock_skew_ms()
+    if abs(skew) > CLOCK_SKEW_WARNING_MS:
+        log.warning(
+            "the gateway's clock is %+d s off ours; signatures may be refused", skew // 1000
+        )
+    return skew
+
+
 def _commit(
     day: date,
     extraction: Extraction,
     server_tz: tzinfo,
+    facts: Mapping[str, int],
     root: str,
     storage_options: Mapping[str, Any] | None,
 ) -> DayResult:
@@ -84,6 +98,7 @@ def _commit(
         reconciliation = {
             **extraction.reconciliation.as_dict(),
             "graph_errors": tables.graph_errors,
+            **facts,
         }
         written = write_day(
             root, day, tables.as_dict(), reconciliation, storage_options=storage_options

@@ -1,0 +1,60 @@
+"""Loading days through the library: each day committed on its own, with its reconciliation."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from flowinst_etl import read_manifest, read_table
+from flowinst_etl.client import EnosClient
+from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.extract import Extractor
+from flowinst_etl.load import load_days
+from flowinst_etl.windows import day_window, zone
+from tests.support import day_truth, settings_for
+
+DAYS = [date(2026, 11, 2) + timedelta(days=n) for n in range(3)]
+UTC = zone("UTC")
+
+
+def emulator_config(**switches: object) -> EmulatorConfig:
+    return EmulatorConfig(
+        seed=9, start_day=date(2026, 11, 1), end_day=date(2026, 11, 5), per_day=80, **switches
+    )
+
+
+def test_each_day_is_committed_with_its_reconciliation(tmp_path: Path) -> None:
+    with Emulator(emulator_config()) as emulator, EnosClient(settings_for(emulator)) as client:
+        results = list(load_days(Extractor(client), DAYS, UTC, str(tmp_path)))
+        truths = {day: day_truth(emulator, day, "UTC") for day in DAYS}
+    assert sorted(r.day for r in results) == DAYS and all(r.ok for r in results)
+    for day in DAYS:
+        frame = read_table("flow_instances", str(tmp_path), day, day)
+        assert sorted(frame["instance_id"]) == sorted(t.record["instanceId"] for t in truths[day])
+        manifest = read_manifest(str(tmp_path), "flow_instances", day)
+        assert manifest is not None
+        assert manifest["reconciliation"]["instances"] == len(truths[day])
+
+
+def test_a_failing_day_is_reported_and_the_others_committed(tmp_path: Path) -> None:
+    broken = day_window(DAYS[1], UTC)
+    config = emulator_config(failing_window_ms=(broken.start_ms, broken.end_ms))
+    with Emulator(config) as emulator, EnosClient(settings_for(emulator)) as client:
+        results = {r.day: r for r in load_days(Extractor(client), DAYS, UTC, str(tmp_path))}
+    assert not results[DAYS[1]].ok and "62109" in str(results[DAYS[1]].error)
+    assert results[DAYS[0]].ok and results[DAYS[2]].ok
+    assert not (tmp_path / "flow_instances" / f"trigger_date={DAYS[1]}").exists()
+    assert (tmp_path / "flow_instances" / f"trigger_date={DAYS[2]}" / "_manifest.json").exists()
+
+
+def test_clock_skew_is_noted_and_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Emulator(emulator_config(clock_skew_ms=120_000)) as emulator:
+        with EnosClient(settings_for(emulator)) as client, caplog.at_level(logging.WARNING):
+            (result,) = load_days(Extractor(client), DAYS[:1], UTC, str(tmp_path))
+    assert abs(result.reconciliation["clock_skew_ms"] - 120_000) < 5_000
+    assert "clock is +1" in caplog.text
