@@ -1,0 +1,155 @@
+"""Column kinds and lenient value conversion, shared by the record and graph readers.
+
+Nothing the gateway sends is trusted to have its documented type: each column has a
+:class:`Kind` that says which values it takes as they are and how to convert the rest; a value
+that cannot be converted becomes null and the reason is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+Errors = defaultdict[int, list[str]]  # record position -> reasons
+
+
+class Invalid(ValueError):
+    """A value that does not fit its column; the message says why."""
+
+
+class Refused(Exception):
+    """A vectorised reader cannot vouch for its input; read it value by value instead."""
+
+
+def brief(value: Any) -> str:
+    """``repr`` of a value, cut short so one odd value cannot swamp an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise Invalid(f"{brief(value)} is not text")
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise Invalid(f"{brief(value)} cannot be written as JSON") from exc
+
+
+def _integer(bits: int) -> Callable[[Any], int]:
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def convert(value: Any) -> int:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
+            try:
+                number = int(value)
+            except ValueError:
+                number = None
+        if number is None:
+            raise Invalid(f"{brief(value)} is not an integer")
+        if not low <= number <= high:
+            raise Invalid(f"{brief(value)} is out of range for int{bits}")
+        return number
+
+    return convert
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Invalid(f"{brief(value)} is not a number")
+    try:
+        return float(value)
+    except (ValueError, OverflowError) as exc:
+        raise Invalid(f"{brief(value)} is not a number") from exc
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise Invalid(f"{brief(value)} is not a boolean")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the values of one column are checked, converted and typed."""
+
+    arrow: pa.DataType
+    exact: frozenset[type]
+    convert: Callable[[Any], Any]
+    bits: int = 0
+
+    def fits_as_is(self, values: list[Any]) -> bool:
+        """Whether every value already has a type and range the column takes unchanged."""
+        if not set(map(type, values)) <= self.exact:
+            return False
+        present = [value for value in values if value is not None] if self.bits else ()
+        if not present:
+            return True
+        limit = 1 << (self.bits - 1)
+        return -limit <= min(present) and max(present) < limit
+
+
+def _int_kind(bits: int) -> Kind:
+    arrow = {8: pa.int8(), 16: pa.int16(), 32: pa.int32(), 64: pa.int64()}[bits]
+    return Kind(arrow, frozenset({int, type(None)}), _integer(bits), bits)
+
+
+TEXT = Kind(pa.string(), frozenset({str, type(None)}), _text)
+JSON_TEXT = Kind(pa.string(), frozenset({str, type(None)}), _json_text)
+FLOAT = Kind(pa.float64(), frozenset({float, type(None)}), _float)
+BOOL = Kind(pa.bool_(), frozenset({bool, type(None)}), _boolean)
+INT8, INT16, INT64 = _int_kind(8), _int_kind(16), _int_kind(64)
+
+
+def converted(values: list[Any], kind: Kind, label: str, errors: Errors) -> list[Any]:
+    """The values converted to ``kind``; misfits become ``None`` and are noted in ``errors``."""
+    if kind.fits_as_is(values):
+        return values
+    out: list[Any] = []
+    for row, value in enumerate(values):
+        try:
+            out.append(None if value is None else kind.convert(value))
+        except Invalid as exc:
+            out.append(None)
+            errors[row].append(f"{label}: {exc}")
+    return out
+
+
+def _valid_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_valid_text(item) for item in value]
+    return value
+
+
+def to_array(values: Sequence[Any], arrow: pa.DataType) -> pa.Array:
+    """An Arrow array of converted values; text that is not valid Unicode gets U+FFFD."""
+    try:
+        return pa.array(values, arrow)
+    except UnicodeEncodeError:
+        return pa.array([_valid_text(value) for value in values], arrow)
