@@ -179,10 +179,11 @@ def write_day(
 ) -> WrittenDay:
     """Write one partition day of some tables, replacing any earlier version of that day.
 
-    Every table is cast to its pinned schema and written to a temporary file; only then are the
-    files published and the previous manifests replaced, the manifest last. Files left in the
-    day's folders by earlier versions or crashed writes are removed. If anything fails before
-    publishing, the previous version of the day is untouched and the temporary files are removed.
+    Every table is cast to its pinned schema and written to a temporary file, and so is its
+    manifest; only then is each table's file put in place, its manifest right after it. Files
+    left in the day's folders by earlier versions or crashed writes are removed. If anything
+    fails before publishing, the previous version of the day is untouched and the temporary
+    files are removed.
 
     Args:
         root: the dataset root, a local path or an fsspec URL such as ``s3://bucket/prefix``.
@@ -213,6 +214,7 @@ def write_day(
     token = uuid.uuid4().hex
     temporaries = {name: _temporary(store.folder(name, day), PART_FILE, token) for name in names}
     rows: dict[str, int] = {}
+    manifests: dict[str, str] = {}
     try:
         # Tables are cast one after another and written concurrently (pyarrow releases the GIL).
         with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:
@@ -223,9 +225,10 @@ def write_day(
                 writes.append(pool.submit(_write_parquet, store, temporaries[name], arrow))
             for write in writes:
                 write.result()
-        paths = _publish(store, day, temporaries, rows, checked, token)
+        manifests = _stage_manifests(store, day, rows, checked, token)
+        paths = _publish(store, day, temporaries, manifests)
     except BaseException as exc:
-        store.discard(list(temporaries.values()))
+        store.discard([*temporaries.values(), *manifests.values()])
         if isinstance(exc, OSError):
             raise StoreError(f"could not write day {day} under {root}: {exc}") from exc
         raise
@@ -247,28 +250,21 @@ def _write_parquet(store: _Store, path: str, table: pa.Table) -> None:
     store.write(path, write)
 
 
-def _publish(
+def _stage_manifests(
     store: _Store,
     day: date,
-    temporaries: Mapping[str, str],
     rows: Mapping[str, int],
     reconciliation: dict[str, Any],
     token: str,
 ) -> dict[str, str]:
-    """Replace the day's files by the written ones, then commit with the manifests."""
-    folders = {name: store.folder(name, day) for name in temporaries}
-    store.remove([f"{folder}/{MANIFEST_FILE}" for folder in folders.values()])
-    for name, temporary in temporaries.items():
-        store.publish(temporary, f"{folders[name]}/{PART_FILE}", durable=False)
-    for folder in folders.values():
-        keep = {f"{folder}/{PART_FILE}", f"{folder}/{MANIFEST_FILE}"}
-        store.remove([path for path in store.listing(folder) if path not in keep])
+    """Write every table's manifest to a temporary file, so publishing only renames."""
     written_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    for name, folder in folders.items():
+    temporaries = {}
+    for name, count in rows.items():
         manifest = {
             "table": name,
             PARTITION_KEY: day.isoformat(),
-            "rows": rows[name],
+            "rows": count,
             "schema_fingerprint": schema_fingerprint(TABLES[name]),
             "file": PART_FILE,
             "written_at": written_at,
@@ -276,9 +272,24 @@ def _publish(
             "reconciliation": reconciliation,
         }
         text = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        temporary = _temporary(folder, MANIFEST_FILE, token)
-        store.write(temporary, partial(_write_bytes, text))
-        store.publish(temporary, f"{folder}/{MANIFEST_FILE}")
+        temporaries[name] = _temporary(store.folder(name, day), MANIFEST_FILE, token)
+        store.write(temporaries[name], partial(_write_bytes, text))
+    return temporaries
+
+
+def _publish(
+    store: _Store, day: date, parts: Mapping[str, str], manifests: Mapping[str, str]
+) -> dict[str, str]:
+    """Put every staged file in place, each table's data then its manifest back to back (both
+    already written and synced, so a crash can only fall between two renames), then remove
+    what earlier versions or crashed writes left in the day's folders."""
+    folders = {name: store.folder(name, day) for name in parts}
+    for name, folder in folders.items():
+        store.publish(parts[name], f"{folder}/{PART_FILE}", durable=False)
+        store.publish(manifests[name], f"{folder}/{MANIFEST_FILE}")
+    for folder in folders.values():
+        keep = {f"{folder}/{PART_FILE}", f"{folder}/{MANIFEST_FILE}"}
+        store.remove([path for path in store.listing(folder) if path not in keep])
     return {name: store.url(f"{folder}/{PART_FILE}") for name, folder in folders.items()}
 
 
