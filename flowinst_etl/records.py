@@ -206,7 +206,7 @@ def instances_table(
     arrays["graph_error"] = pc.if_else(
         pc.is_null(arrays["graph"]), "no graph in the record", graph_values["graph_error"]
     )
-    arrays["extra"] = pa.array([_extra(record) for record in records], pa.string())
+    arrays["extra"] = to_array([_extra(record) for record in records], pa.string())
     reasons = ["; ".join(errors[row]) if row in errors else None for row in range(len(records))]
     arrays["record_error"] = to_array(reasons, pa.string())
     moment = pa.scalar(extracted_at.astimezone(timezone.utc), UTC_MS)
