@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
+from flowinst_etl.config import EnosSettings
 from flowinst_etl.exceptions import AuthenticationError, ResponseFormatError
 from flowinst_etl.signing import request_signature, token_encryption
 from flowinst_etl.transport import raise_if_retries_exhausted
@@ -49,21 +50,15 @@ class EnosTokenAuth(requests.auth.AuthBase):
     """
 
     def __init__(
-        self,
-        api_url: str,
-        access_key: str,
-        secret_key: str,
-        session: requests.Session,
-        timeout: tuple[float, float],
-        max_retries: int,
-        clock: Clock = time.time,
+        self, settings: EnosSettings, session: requests.Session, clock: Clock = time.time
     ) -> None:
-        self._api_url = api_url.rstrip("/")
-        self._access_key = access_key
-        self._secret_key = secret_key
+        self._api_url = settings.api_url.rstrip("/")
+        self._access_key = settings.access_key
+        self._secret_key = settings.secret_key
         self._session = session
-        self._timeout = timeout
-        self._max_retries = max_retries
+        self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
+        self._max_retries = settings.max_retries
+        self._verify = settings.verify_tls
         self._clock = clock
         self._lock = threading.Lock()
         self._token: str | None = None
@@ -148,7 +143,11 @@ class EnosTokenAuth(requests.auth.AuthBase):
             **extra,
         }
         response = self._session.post(
-            self._api_url + path, json=body, timeout=self._timeout, auth=_unsigned
+            self._api_url + path,
+            json=body,
+            timeout=self._timeout,
+            auth=_unsigned,
+            verify=self._verify,
         )
         raise_if_retries_exhausted(response, self._max_retries)
         try:

@@ -112,14 +112,7 @@ class EnosClient:
             RateLimiter(settings.max_requests_per_s) if settings.max_requests_per_s else None
         )
         self._session = build_session(settings, self.limiter)
-        self._session.auth = EnosTokenAuth(
-            settings.api_url,
-            settings.access_key,
-            settings.secret_key,
-            self._session,
-            self._timeout,
-            settings.max_retries,
-        )
+        self._session.auth = EnosTokenAuth(settings, self._session)
         self._facts = _ServerFacts(
             parse_server_timezone(settings.server_timezone) if settings.server_timezone else None
         )
@@ -192,6 +185,7 @@ class EnosClient:
                 data=body,
                 headers=headers,
                 timeout=self._timeout,
+                verify=self.settings.verify_tls,  # explicit, or REQUESTS_CA_BUNDLE would win
             )
         except requests.exceptions.SSLError as exc:
             raise TransportError(

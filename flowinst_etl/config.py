@@ -6,10 +6,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 from urllib.parse import urlsplit
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import parse_day, parse_server_timezone, zone
+
+DEFAULT_PAGE_SIZE = 50
+DEFAULT_MAX_RETRIES = 6
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -31,10 +35,10 @@ class EnosSettings:
     verify_tls: bool = True
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0
-    max_retries: int = 6
+    max_retries: int = DEFAULT_MAX_RETRIES
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
-    page_size: int = 50
+    page_size: int = DEFAULT_PAGE_SIZE
     max_requests_per_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -51,7 +55,7 @@ class EnosSettings:
         if self.server_timezone is not None:
             parse_server_timezone(self.server_timezone)
         if not 1 <= self.page_size <= 1000:
-            raise ConfigError(f"page size {self.page_size} is outside 1..1000")
+            raise ConfigError(f"ENOS_PAGE_SIZE {self.page_size} is outside 1..1000")
         if self.max_requests_per_s is not None and self.max_requests_per_s <= 0:
             raise ConfigError("ENOS_MAX_REQUESTS_PER_SECOND must be positive")
         if self.max_retries < 0 or self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
@@ -65,19 +69,31 @@ class EnosSettings:
             ConfigError: a variable is missing or invalid.
         """
         env = os.environ if environ is None else environ
-        rate = _optional(env, "ENOS_MAX_REQUESTS_PER_SECOND")
         return cls(
             api_url=_required(env, "ENOS_API_URL"),
             access_key=_required(env, "ENOS_ACCESS_KEY"),
             secret_key=_required(env, "ENOS_SECRET_KEY"),
             org_id=_required(env, "ENOS_ORG_ID"),
             user_id=_required(env, "ENOS_USER_ID"),
-            server_timezone=_optional(env, "ENOS_SERVER_TIMEZONE"),
-            verify_tls=_flag(env, "ENOS_VERIFY_TLS", default=True),
-            page_size=_integer(env, "ENOS_PAGE_SIZE", default=50),
-            max_retries=_integer(env, "ENOS_MAX_RETRIES", default=6),
-            max_requests_per_s=_number(rate, "ENOS_MAX_REQUESTS_PER_SECOND") if rate else None,
+            **enos_tuning_from_env(env),
         )
+
+
+def enos_tuning_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The optional, non-secret ``ENOS_*`` settings that are set, as ``EnosSettings`` fields.
+
+    Raises:
+        ConfigError: a variable is not of its type.
+    """
+    env = os.environ if environ is None else environ
+    tuning: dict[str, Any] = {
+        "server_timezone": _optional(env, "ENOS_SERVER_TIMEZONE"),
+        "verify_tls": _flag(env, "ENOS_VERIFY_TLS"),
+        "page_size": _integer(env, "ENOS_PAGE_SIZE"),
+        "max_retries": _integer(env, "ENOS_MAX_RETRIES"),
+        "max_requests_per_s": _number(env, "ENOS_MAX_REQUESTS_PER_SECOND"),
+    }
+    return {name: value for name, value in tuning.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -103,15 +119,15 @@ class PipelineSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
         """Settings from ``FLOWINST_*`` environment variables, defaults where unset."""
         env = os.environ if environ is None else environ
-        defaults = cls()
         start = _optional(env, "FLOWINST_START_DATE")
-        return cls(
-            data_dir=_optional(env, "FLOWINST_DATA_DIR") or defaults.data_dir,
-            timezone=_optional(env, "FLOWINST_TIMEZONE") or defaults.timezone,
-            start_date=parse_day(start) if start else defaults.start_date,
-            max_workers=_integer(env, "FLOWINST_MAX_WORKERS", default=defaults.max_workers),
-            lookback_days=_integer(env, "FLOWINST_LOOKBACK_DAYS", default=defaults.lookback_days),
-        )
+        given: dict[str, Any] = {
+            "data_dir": _optional(env, "FLOWINST_DATA_DIR"),
+            "timezone": _optional(env, "FLOWINST_TIMEZONE"),
+            "start_date": parse_day(start) if start else None,
+            "max_workers": _integer(env, "FLOWINST_MAX_WORKERS"),
+            "lookback_days": _integer(env, "FLOWINST_LOOKBACK_DAYS"),
+        }
+        return cls(**{name: value for name, value in given.items() if value is not None})
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:
@@ -126,27 +142,30 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _number(text: str, name: str) -> float:
+def _number(env: Mapping[str, str], name: str) -> float | None:
+    text = _optional(env, name)
+    if text is None:
+        return None
     try:
         return float(text)
     except ValueError as exc:
         raise ConfigError(f"{name}={text!r} is not a number") from exc
 
 
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+def _integer(env: Mapping[str, str], name: str) -> int | None:
     text = _optional(env, name)
     if text is None:
-        return default
+        return None
     try:
         return int(text)
     except ValueError as exc:
         raise ConfigError(f"{name}={text!r} is not a whole number") from exc
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
     text = _optional(env, name)
     if text is None:
-        return default
+        return None
     if text.lower() in _TRUE:
         return True
     if text.lower() in _FALSE:

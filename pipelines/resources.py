@@ -8,10 +8,16 @@ from contextlib import contextmanager
 import dagster as dg
 
 from flowinst_etl.client import EnosClient
-from flowinst_etl.config import EnosSettings, optional_setting
+from flowinst_etl.config import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PAGE_SIZE,
+    EnosSettings,
+    enos_tuning_from_env,
+)
 from flowinst_etl.load import DayResult
 
 DayListener = Callable[[DayResult], None]
+
 
 
 class EnosGateway(dg.ConfigurableResource):
@@ -24,7 +30,8 @@ class EnosGateway(dg.ConfigurableResource):
     user_id: str
     server_timezone: str | None = None
     verify_tls: bool = True
-    page_size: int = 50
+    page_size: int = DEFAULT_PAGE_SIZE
+    max_retries: int = DEFAULT_MAX_RETRIES
     max_requests_per_s: float | None = None
 
     def settings(self) -> EnosSettings:
@@ -38,6 +45,7 @@ class EnosGateway(dg.ConfigurableResource):
             server_timezone=self.server_timezone,
             verify_tls=self.verify_tls,
             page_size=self.page_size,
+            max_retries=self.max_retries,
             max_requests_per_s=self.max_requests_per_s,
         )
 
@@ -49,14 +57,15 @@ class EnosGateway(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> EnosGateway:
-        """Credentials from ``ENOS_*`` variables, resolved when a run starts, never at import."""
+        """Credentials from ``ENOS_*`` variables, resolved when a run starts, never at import;
+        the optional, non-secret ``ENOS_*`` settings are read when the definitions load."""
         return cls(
             api_url=dg.EnvVar("ENOS_API_URL"),
             access_key=dg.EnvVar("ENOS_ACCESS_KEY"),
             secret_key=dg.EnvVar("ENOS_SECRET_KEY"),
             org_id=dg.EnvVar("ENOS_ORG_ID"),
             user_id=dg.EnvVar("ENOS_USER_ID"),
-            server_timezone=optional_setting("ENOS_SERVER_TIMEZONE"),
+            **enos_tuning_from_env(),
         )
 
 

@@ -35,7 +35,7 @@ def test_secret_never_in_repr() -> None:
         ({"ENOS_SECRET_KEY": "  "}, "ENOS_SECRET_KEY is not set"),
         ({"ENOS_API_URL": "apigw.example.com"}, "not an http"),
         ({"ENOS_PAGE_SIZE": "many"}, "ENOS_PAGE_SIZE='many' is not a whole number"),
-        ({"ENOS_PAGE_SIZE": "0"}, "page size 0"),
+        ({"ENOS_PAGE_SIZE": "0"}, "ENOS_PAGE_SIZE 0 is outside"),
         ({"ENOS_VERIFY_TLS": "maybe"}, "ENOS_VERIFY_TLS='maybe' is not true or false"),
         ({"ENOS_SERVER_TIMEZONE": "Mars"}, "server timezone"),
         ({"ENOS_MAX_REQUESTS_PER_SECOND": "-1"}, "must be positive"),
