@@ -1,0 +1,1 @@
+"""The reliability guarantees of flowinst-etl, proven end to end against the emulator."""

@@ -1,0 +1,449 @@
+"""What the guarantee tests share: the command line as a subprocess, ground-truth comparisons,
+checks of what readers see in a dataset, and a recording proxy in front of the emulator."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+import tests
+from flowinst_etl import read_table
+from flowinst_etl.emulator import Credentials, Emulator, TruthInstance
+from flowinst_etl.schema import TABLES, schema_fingerprint
+from flowinst_etl.store import MANIFEST_FILE, PART_FILE
+from tests.support import day_truth, expected_rows
+
+#: The repository checkout: subprocesses run from it so ``tests`` modules can be imported.
+REPOSITORY = Path(tests.__file__).resolve().parent.parent
+CLI_TIMEOUT_S = 180
+
+#: Every emulator behaviour switch at its non-default value (where the EnOS documentation
+#: disagrees with itself, the other reading).
+ALL_BEHAVIOURS: dict[str, object] = {
+    "page_base": "zero",
+    "count_mode": "page",
+    "sorter_names": "camel",
+    "to_bound": "inclusive",
+    "tie_order": "by_page",
+    "envelope": "v2.0",
+}
+
+
+def days_from(first: date, count: int) -> list[date]:
+    """``count`` consecutive days starting at ``first``."""
+    return [first + timedelta(days=n) for n in range(count)]
+
+
+def cli_environment(
+    api_url: str, credentials: Credentials, **settings: str | None
+) -> dict[str, str]:
+    """This process's environment without any ENOS_*, FLOWINST_* or DAGSTER_HOME value, plus the
+    ENOS_* variables of a deployment pointing at ``api_url``; ``settings`` add or (``None``)
+    remove variables."""
+    keep = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("ENOS_", "FLOWINST_")) and name != "DAGSTER_HOME"
+    }
+    deployment: dict[str, str | None] = {
+        "ENOS_API_URL": api_url,
+        "ENOS_ACCESS_KEY": credentials.access_key,
+        "ENOS_SECRET_KEY": credentials.secret_key,
+        "ENOS_ORG_ID": credentials.org_id,
+        "ENOS_USER_ID": credentials.user_id,
+        **settings,
+    }
+    keep.update({name: value for name, value in deployment.items() if value is not None})
+    return keep
+
+
+def emulator_environment(emulator: Emulator, **settings: str | None) -> dict[str, str]:
+    """``cli_environment`` for a running emulator and its credentials."""
+    return cli_environment(emulator.base_url, emulator.config.credentials, **settings)
+
+
+def cli_command(*args: str, module: str = "flowinst_etl.cli") -> list[str]:
+    """The command line of ``flowinst-etl ARGS`` run by this interpreter."""
+    return [sys.executable, "-m", module, *args]
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str], cwd: Path, module: str = "flowinst_etl.cli"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``flowinst-etl ARGS`` in a subprocess and wait for it."""
+    return subprocess.run(
+        cli_command(*args, module=module),
+        env={**env, "PYTHONPATH": str(REPOSITORY)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+
+
+def backfill_args(first: date, last: date, root: Path | str, *options: str) -> list[str]:
+    """``backfill FIRST LAST --data-dir ROOT [options]``."""
+    return ["backfill", first.isoformat(), last.isoformat(), "--data-dir", str(root), *options]
+
+
+def describe(done: subprocess.CompletedProcess[str]) -> str:
+    """The tail of a finished command's output, for assertion messages."""
+    return f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+
+
+# --- the output against the ground truth --------------------------------------------------------
+
+
+def assert_days_exact(
+    emulator: Emulator, root: Path, days: list[date], timezone: str
+) -> dict[date, list[TruthInstance]]:
+    """Each day holds exactly the emulator's instances of that day now: the same ids once each,
+    with their scheduling types, and as many task, relation and upstream-flow rows as their graphs
+    have; the manifests count the same rows. Returns each day's truth."""
+    truths: dict[date, list[TruthInstance]] = {}
+    seen: set[str] = set()
+    for day in days:
+        truth = day_truth(emulator, day, timezone)
+        assert truth, f"{day}: the emulator serves no instance that day; the test proves nothing"
+        frame = read_table("flow_instances", str(root), day, day)
+        ids = frame["instance_id"].tolist()
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        assert not duplicated, f"{day}: instances written twice: {duplicated[:5]}"
+        expected_ids = {t.record["instanceId"] for t in truth}
+        assert set(ids) == expected_ids, (
+            f"{day}: missing {sorted(expected_ids - set(ids))[:5]}, "
+            f"unexpected {sorted(set(ids) - expected_ids)[:5]}"
+        )
+        types = dict(zip(frame["instance_id"], frame["type"], strict=True))
+        assert types == {t.record["instanceId"]: t.scheduling_type for t in truth}, day
+        assert not seen & expected_ids, f"{day}: instances also written on another day"
+        seen |= expected_ids
+        expected = expected_rows(truth)
+        for table in TABLES:
+            rows = len(read_table(table, str(root), day, day))
+            assert rows == expected[table], (
+                f"{day} {table}: {rows} rows, expected {expected[table]}"
+            )
+            manifest = json.loads((partition(root, table, day) / MANIFEST_FILE).read_text())
+            assert manifest["rows"] == rows, f"{day} {table}: manifest counts {manifest['rows']}"
+        truths[day] = truth
+    return truths
+
+
+def partition(root: Path, table: str, day: date) -> Path:
+    """The folder of one table's day."""
+    return root / table / f"trigger_date={day.isoformat()}"
+
+
+# --- what readers see ---------------------------------------------------------------------------
+
+
+def visible_days(root: Path, table: str) -> set[str]:
+    """The ``trigger_date`` values whose folder holds a file dataset readers read."""
+    base = root / table
+    if not base.exists():
+        return set()
+    return {
+        folder.name.split("=", 1)[1]
+        for folder in base.iterdir()
+        if any(not name.startswith((".", "_")) for name in os.listdir(folder))
+    }
+
+
+def assert_only_complete_days(root: Path) -> dict[str, set[str]]:
+    """Readers see committed days only; returns the visible days of each table.
+
+    Every file a dataset reader would open is a ``part-0.parquet`` with the pinned schema, and
+    every folder holding one also holds its ``_manifest.json``, whose row count and schema
+    fingerprint match the file.
+    """
+    days = {table: visible_days(root, table) for table in TABLES}
+    for table, schema in TABLES.items():
+        for day in sorted(days[table]):
+            folder = root / table / f"trigger_date={day}"
+            names = sorted(os.listdir(folder))
+            visible = [name for name in names if not name.startswith((".", "_"))]
+            assert visible == [PART_FILE], f"{folder}: readers would open {visible}"
+            assert MANIFEST_FILE in names, f"{folder}: {PART_FILE} is visible but not committed"
+            written = pq.read_table(folder / PART_FILE)
+            assert written.schema.equals(schema), f"{folder}: not the pinned schema"
+            manifest = json.loads((folder / MANIFEST_FILE).read_text())
+            assert manifest["rows"] == written.num_rows, folder
+            assert manifest["schema_fingerprint"] == schema_fingerprint(schema), folder
+    return days
+
+
+def assert_whole_days(root: Path) -> set[str]:
+    """``assert_only_complete_days``, and each visible day is visible in all four tables,
+    committed by one write; returns the days."""
+    days = assert_only_complete_days(root)
+    first = days["flow_instances"]
+    assert all(found == first for found in days.values()), f"days differ between tables: {days}"
+    for day in first:
+        write_ids = {
+            json.loads((root / t / f"trigger_date={day}" / MANIFEST_FILE).read_text())["write_id"]
+            for t in TABLES
+        }
+        assert len(write_ids) == 1, f"{day}: tables committed by different writes {write_ids}"
+    return first
+
+
+def assert_readers_read(root: Path) -> dict[str, int]:
+    """pyarrow.dataset, DuckDB and ``read_table`` read every table of ``root`` without error and
+    agree on its row count; returns the counts."""
+    counts = {}
+    for table, schema in TABLES.items():
+        if not visible_days(root, table):
+            continue
+        partitioning = ds.partitioning(pa.schema([("trigger_date", pa.date32())]), flavor="hive")
+        dataset = ds.dataset(root / table, format="parquet", partitioning=partitioning)
+        arrow = dataset.to_table()
+        assert arrow.schema.remove_metadata().equals(
+            schema.append(pa.field("trigger_date", pa.date32()))
+        ), table
+        glob = (root / table / "*" / "*.parquet").as_posix()
+        with duckdb.connect() as connection:
+            query = f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)"
+            row = connection.execute(query).fetchone()
+        assert row is not None
+        in_pandas = len(read_table(table, str(root)))
+        assert arrow.num_rows == row[0] == in_pandas, table
+        counts[table] = arrow.num_rows
+    return counts
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root``: its bytes and modification time (ns), by relative path."""
+    if not root.exists():
+        return {}
+    return {
+        path.relative_to(root).as_posix(): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def file_listing(root: Path) -> list[str]:
+    """Every file under ``root``, relative, sorted."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+# --- a recording proxy ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request that crossed the proxy and the answer it got."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    answer: bytes
+
+
+class RecordingProxy:
+    """An HTTP(S) reverse proxy in front of an emulator that keeps every exchange.
+
+    The gateway signs the path, query and body, not the host, so requests signed for the proxy are
+    valid upstream. A request the upstream drops is dropped here too.
+
+    Args:
+        upstream: the emulator's ``http://host:port``.
+        tls: a server-side TLS context to serve HTTPS instead of HTTP.
+    """
+
+    def __init__(self, upstream: str, tls: ssl.SSLContext | None = None) -> None:
+        parts = urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._tls = tls
+        self._lock = threading.Lock()
+        self.exchanges: list[Exchange] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http(s)://127.0.0.1:PORT`` of the proxy."""
+        assert self._server is not None
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> RecordingProxy:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server.daemon_threads = True
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def record(self, exchange: Exchange) -> None:
+        with self._lock:
+            self.exchanges.append(exchange)
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        connection = http.client.HTTPConnection(*self._upstream, timeout=60)
+        try:
+            connection.request(method, path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    def secrets_seen(self) -> dict[str, set[str]]:
+        """Every access token, request signature and token-request encryption that crossed."""
+        found: dict[str, set[str]] = {"token": set(), "signature": set(), "encryption": set()}
+        for exchange in self.exchanges:
+            headers = {name.lower(): value for name, value in exchange.headers.items()}
+            if headers.get("apim-accesstoken"):
+                found["token"].add(headers["apim-accesstoken"])
+            if headers.get("apim-signature"):
+                found["signature"].add(headers["apim-signature"])
+            for text, key, kind in (
+                (exchange.body, "encryption", "encryption"),
+                (exchange.body, "accessToken", "token"),
+                (exchange.answer, "data", "token"),
+            ):
+                value = _json_field(text, key)
+                if kind == "token" and isinstance(value, dict):
+                    value = value.get("accessToken")
+                if isinstance(value, str) and value:
+                    found[kind].add(value)
+        return found
+
+    def search_bodies(self) -> list[dict[str, Any]]:
+        """The JSON body of every List Flow Instances request."""
+        return [
+            json.loads(exchange.body)
+            for exchange in self.exchanges
+            if "/flowInstances" in exchange.path
+        ]
+
+
+def _json_field(text: bytes, key: str) -> Any:
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return None
+    return payload.get(key) if isinstance(payload, dict) else None
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+def _handler(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self._relay("GET")
+
+        def do_POST(self) -> None:
+            self._relay("POST")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the exchanges are recorded instead."""
+
+        def _relay(self, method: str) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            try:
+                status, answer_headers, answer = proxy.forward(method, self.path, headers, body)
+            except (OSError, http.client.HTTPException):
+                self.close_connection = True
+                proxy.record(Exchange(method, self.path, headers, body, 0, b""))
+                return
+            proxy.record(Exchange(method, self.path, headers, body, status, answer))
+            self.send_response(status)
+            for name, value in answer_headers:
+                if name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+    return Handler
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def self_signed_tls(folder: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1, which no client
+    trusts."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "gateway.crt", folder / "gateway.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def text_of_files(root: Path) -> Iterator[tuple[Path, bytes]]:
+    """Every file under ``root`` with its bytes."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            yield path, path.read_bytes()
