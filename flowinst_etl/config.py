@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import parse_day, parse_server_timezone, zone
+
+_T = TypeVar("_T")
 
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_MAX_RETRIES = 6
@@ -142,35 +144,37 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _number(env: Mapping[str, str], name: str) -> float | None:
+def _parsed(
+    env: Mapping[str, str], name: str, convert: Callable[[str], _T], what: str
+) -> _T | None:
+    """The variable converted, ``None`` when unset, a ConfigError naming it when unreadable."""
     text = _optional(env, name)
     if text is None:
         return None
     try:
-        return float(text)
+        return convert(text)
     except ValueError as exc:
-        raise ConfigError(f"{name}={text!r} is not a number") from exc
+        raise ConfigError(f"{name}={text!r} is not {what}") from exc
+
+
+def _number(env: Mapping[str, str], name: str) -> float | None:
+    return _parsed(env, name, float, "a number")
 
 
 def _integer(env: Mapping[str, str], name: str) -> int | None:
-    text = _optional(env, name)
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={text!r} is not a whole number") from exc
+    return _parsed(env, name, int, "a whole number")
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
-    text = _optional(env, name)
-    if text is None:
-        return None
+    return _parsed(env, name, _truth, "true or false")
+
+
+def _truth(text: str) -> bool:
     if text.lower() in _TRUE:
         return True
     if text.lower() in _FALSE:
         return False
-    raise ConfigError(f"{name}={text!r} is not true or false")
+    raise ValueError(text)
 
 
 def optional_setting(name: str, environ: Mapping[str, str] | None = None) -> str | None:
