@@ -19,7 +19,6 @@ from flowinst_etl.load import DayResult
 DayListener = Callable[[DayResult], None]
 
 
-
 class EnosGateway(dg.ConfigurableResource):
     """An EnOS API gateway and the application credentials to use it."""
 

@@ -109,7 +109,9 @@ EXIT_2 = {
     "ENOS_ORG_ID missing": Case("ENOS_ORG_ID is not set", {"ENOS_ORG_ID": None}),
     "ENOS_USER_ID empty": Case("ENOS_USER_ID is not set", {"ENOS_USER_ID": ""}),
     "ENOS_PAGE_SIZE=0": Case("ENOS_PAGE_SIZE 0 is outside 1..1000", {"ENOS_PAGE_SIZE": "0"}),
-    "ENOS_PAGE_SIZE=1001": Case("ENOS_PAGE_SIZE 1001 is outside 1..1000", {"ENOS_PAGE_SIZE": "1001"}),
+    "ENOS_PAGE_SIZE=1001": Case(
+        "ENOS_PAGE_SIZE 1001 is outside 1..1000", {"ENOS_PAGE_SIZE": "1001"}
+    ),
     "ENOS_PAGE_SIZE not a number": Case(
         "ENOS_PAGE_SIZE='many' is not a whole number", {"ENOS_PAGE_SIZE": "many"}
     ),
