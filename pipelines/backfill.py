@@ -10,7 +10,7 @@ import dagster as dg
 from flowinst_etl.config import PipelineSettings, optional_setting
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
-from pipelines.resources import Dataset, DayListener, EnosGateway
+from pipelines.resources import DayListener, run_resources
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -31,11 +31,7 @@ def run_backfill(
         instance=dg.DagsterInstance.get()
         if _has_dagster_home()
         else dg.DagsterInstance.ephemeral(),
-        resources={
-            "enos": EnosGateway.from_env(),
-            "dataset": Dataset(root=settings.data_dir, max_workers=settings.max_workers),
-            "day_listener": dg.ResourceDefinition.hardcoded_resource(listener),
-        },
+        resources=run_resources(settings, listener),
         tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
         run_config=_QUIET,
         raise_on_error=False,

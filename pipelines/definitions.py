@@ -7,7 +7,7 @@ import dagster as dg
 from flowinst_etl.config import PipelineSettings
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
-from pipelines.resources import Dataset, EnosGateway, no_listener
+from pipelines.resources import run_resources
 from pipelines.schedules import daily_schedule, lookback_schedule
 
 
@@ -23,11 +23,7 @@ def build_definitions(settings: PipelineSettings) -> dg.Definitions:
             daily_schedule(job),
             lookback_schedule(job, settings.timezone, settings.lookback_days),
         ],
-        resources={
-            "enos": EnosGateway.from_env(),
-            "dataset": Dataset(root=settings.data_dir, max_workers=settings.max_workers),
-            "day_listener": dg.ResourceDefinition.hardcoded_resource(no_listener),
-        },
+        resources=run_resources(settings),
     )
 
 

@@ -12,6 +12,7 @@ from flowinst_etl.config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PAGE_SIZE,
     EnosSettings,
+    PipelineSettings,
     enos_tuning_from_env,
 )
 from flowinst_etl.load import DayResult
@@ -77,3 +78,14 @@ class Dataset(dg.ConfigurableResource):
 
 def no_listener(result: DayResult) -> None:
     """The default: Dagster's own event log already records each day."""
+
+
+def run_resources(
+    settings: PipelineSettings, listener: DayListener = no_listener
+) -> dict[str, object]:
+    """The resources every run of the assets needs, for one set of pipeline settings."""
+    return {
+        "enos": EnosGateway.from_env(),
+        "dataset": Dataset(root=settings.data_dir, max_workers=settings.max_workers),
+        "day_listener": dg.ResourceDefinition.hardcoded_resource(listener),
+    }

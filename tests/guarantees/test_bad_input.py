@@ -30,7 +30,7 @@ from flowinst_etl.model import FoundInstance
 from flowinst_etl.windows import day_window, zone
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
-from pipelines.resources import Dataset, EnosGateway, no_listener
+from pipelines.resources import run_resources
 from tests.guarantees.harness import (
     assert_days_exact,
     backfill_args,
@@ -296,11 +296,7 @@ def materialize(root: Path) -> dg.ExecuteInProcessResult:
     partitions = daily_partitions(PipelineSettings(timezone=TIMEZONE, start_date=DAY))
     return dg.materialize(
         [build_flow_instance_tables(partitions)],
-        resources={
-            "enos": EnosGateway.from_env(),
-            "dataset": Dataset(root=str(root), max_workers=2),
-            "day_listener": dg.ResourceDefinition.hardcoded_resource(no_listener),
-        },
+        resources=run_resources(PipelineSettings(data_dir=str(root), max_workers=2)),
         partition_key=DAY.isoformat(),
         raise_on_error=False,
     )

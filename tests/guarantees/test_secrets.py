@@ -27,7 +27,7 @@ from flowinst_etl.emulator import Credentials, Emulator, EmulatorConfig
 from flowinst_etl.windows import day_window, zone
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
-from pipelines.resources import Dataset, EnosGateway, no_listener
+from pipelines.resources import EnosGateway, run_resources
 from tests.guarantees.harness import (
     RecordingProxy,
     backfill_args,
@@ -148,11 +148,7 @@ def materialize(root: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcess
     return dg.materialize(
         [build_flow_instance_tables(partitions)],
         instance=instance,
-        resources={
-            "enos": EnosGateway.from_env(),
-            "dataset": Dataset(root=str(root), max_workers=2),
-            "day_listener": dg.ResourceDefinition.hardcoded_resource(no_listener),
-        },
+        resources=run_resources(PipelineSettings(data_dir=str(root), max_workers=2)),
         partition_key=DAY.isoformat(),
         raise_on_error=False,
     )

@@ -17,7 +17,7 @@ from flowinst_etl.emulator import Emulator
 from flowinst_etl.windows import day_window, zone
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
-from pipelines.resources import Dataset, EnosGateway, no_listener
+from pipelines.resources import run_resources
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tests.pipelines.conftest import FIRST_DAY
 from tests.support import day_truth, expected_rows
@@ -35,11 +35,7 @@ def materialize(root: Path, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
     partitions = daily_partitions(PipelineSettings(timezone=TIMEZONE, start_date=FIRST_DAY))
     return dg.materialize(
         [build_flow_instance_tables(partitions)],
-        resources={
-            "enos": EnosGateway.from_env(),
-            "dataset": Dataset(root=str(root), max_workers=3),
-            "day_listener": dg.ResourceDefinition.hardcoded_resource(no_listener),
-        },
+        resources=run_resources(PipelineSettings(data_dir=str(root), max_workers=3)),
         tags=tags,
         raise_on_error=False,
     )
