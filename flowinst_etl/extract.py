@@ -436,13 +436,11 @@ class _TypeWalker:
     def _trigger_ms(self, record: dict[str, Any]) -> int:
         text = record.get("triggerTime")
         try:
-            return (
-                server_time_to_epoch_ms(text, self.server_tz) if isinstance(text, str) else _bad()
-            )
+            if isinstance(text, str):
+                return server_time_to_epoch_ms(text, self.server_tz)
         except ValueError as error:
-            raise ResponseFormatError(
-                f"instance {record.get('instanceId')!r} has an unreadable triggerTime {text!r}"
-            ) from error
+            raise _unreadable_trigger(record) from error
+        raise _unreadable_trigger(record)
 
 
 def _assemble(
@@ -463,8 +461,11 @@ def _assemble(
     return Extraction(window, [found[i][1] for i in ordered], reconciliation)
 
 
-def _bad() -> int:
-    raise ValueError("triggerTime is not a string")
+def _unreadable_trigger(record: dict[str, Any]) -> ResponseFormatError:
+    return ResponseFormatError(
+        f"instance {record.get('instanceId')!r} has an unreadable triggerTime "
+        f"{record.get('triggerTime')!r}"
+    )
 
 
 def _ids(records: list[dict[str, Any]]) -> set[Any]:
