@@ -20,7 +20,7 @@ from datetime import date, timedelta
 import requests
 
 from flowinst_etl.emulator import DEMO_CREDENTIALS, Emulator, EmulatorConfig
-from flowinst_etl.signing import request_signature, token_encryption
+from flowinst_etl.gateway.signing import request_signature, token_encryption
 from flowinst_etl.windows import day_window, parse_server_timezone
 
 PAGE_SIZE = 50

@@ -17,10 +17,10 @@ import time
 from datetime import date, timedelta
 from multiprocessing.connection import Connection
 
-from flowinst_etl.client import EnosClient, SearchQuery
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.extract import Extractor, minimum_requests
+from flowinst_etl.gateway.client import EnosClient, SearchQuery
 from flowinst_etl.model import SCHEDULING_TYPES
 from flowinst_etl.windows import Window, day_window, parse_server_timezone
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from flowinst_etl.flatten import flatten_instances
 from flowinst_etl.model import FoundInstance
 from flowinst_etl.store import write_day
+from flowinst_etl.tables.flatten import flatten_instances
 
 SERVER_TZ = timezone(timedelta(hours=8))
 DAY = date(2019, 8, 12)

@@ -6,7 +6,6 @@ it never imports Dagster, so notebooks and scripts can use it directly.
 
 from __future__ import annotations
 
-from flowinst_etl.client import EnosClient
 from flowinst_etl.config import EnosSettings, PipelineSettings
 from flowinst_etl.exceptions import (
     ApiError,
@@ -21,10 +20,11 @@ from flowinst_etl.exceptions import (
     TransportError,
 )
 from flowinst_etl.extract import Extraction, Extractor, Reconciliation
-from flowinst_etl.flatten import FlowTables, flatten_instances
+from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import DayResult, load_days
-from flowinst_etl.schema import TABLES
 from flowinst_etl.store import read_manifest, read_table, write_day, written_days
+from flowinst_etl.tables.flatten import FlowTables, flatten_instances
+from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import Window, day_window
 
 __all__ = [

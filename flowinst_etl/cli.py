@@ -16,12 +16,12 @@ from datetime import date, datetime, timedelta
 
 from rich.console import Console
 
-from flowinst_etl.client import EnosClient
 from flowinst_etl.config import EnosSettings, PipelineSettings
 from flowinst_etl.emulator import DEMO_CREDENTIALS, Emulator, EmulatorConfig
 from flowinst_etl.emulator import command as emulator_command
 from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extractor
+from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.progress import BackfillProgress, summary_table
 from flowinst_etl.windows import parse_day, zone
 

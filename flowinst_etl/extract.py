@@ -31,13 +31,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-from flowinst_etl.client import EnosClient, SearchPage, SearchQuery
 from flowinst_etl.exceptions import (
     FatalApiError,
     FlowinstError,
     IncompleteExtractionError,
     ResponseFormatError,
 )
+from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
 from flowinst_etl.model import SCHEDULING_TYPES, FoundInstance
 from flowinst_etl.windows import Window, server_time_to_epoch_ms
 

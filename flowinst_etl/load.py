@@ -13,8 +13,8 @@ from typing import Any
 
 from flowinst_etl.exceptions import FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
-from flowinst_etl.flatten import flatten_instances
 from flowinst_etl.store import write_day
+from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.windows import day_window
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Hive-partitioned Parquet: an atomic, idempotent write per day, a manifest, and read helpers.
 
-Layout, for each table of :data:`flowinst_etl.schema.TABLES`::
+Layout, for each table of :data:`flowinst_etl.tables.schema.TABLES`::
 
     <root>/<table>/trigger_date=YYYY-MM-DD/part-0.parquet
     <root>/<table>/trigger_date=YYYY-MM-DD/_manifest.json
@@ -36,7 +36,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from flowinst_etl.exceptions import ConfigError, StoreError
-from flowinst_etl.schema import TABLES, conform, schema_fingerprint, table_schema
+from flowinst_etl.tables.schema import TABLES, conform, schema_fingerprint, table_schema
 from flowinst_etl.windows import parse_day
 
 PARTITION_KEY = "trigger_date"
@@ -360,7 +360,7 @@ def read_table(
     Only the Parquet files of the days asked for are opened.
 
     Args:
-        table: a table name of :data:`flowinst_etl.schema.TABLES`.
+        table: a table name of :data:`flowinst_etl.tables.schema.TABLES`.
         root: the dataset root, a local path or an fsspec URL.
         start: first day, a date or ``YYYY-MM-DD``.
         end: last day, a date or ``YYYY-MM-DD``.

@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext
 
 from flowinst_etl.extract import Extractor
 from flowinst_etl.load import DayResult, load_days
-from flowinst_etl.schema import TABLES
+from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
 from pipelines.checks import check_results, day_checks
 from pipelines.partitions import partition_days

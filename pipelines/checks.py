@@ -15,8 +15,8 @@ from flowinst_etl.quality import (
     orphan_instance_ids,
     reconciliation_mismatch,
 )
-from flowinst_etl.schema import TABLES
 from flowinst_etl.store import read_manifest, read_table
+from flowinst_etl.tables.schema import TABLES
 
 INSTANCES = "flow_instances"
 CHILD_TABLES = [name for name in TABLES if name != INSTANCES]

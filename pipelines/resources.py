@@ -7,7 +7,6 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from flowinst_etl.client import EnosClient
 from flowinst_etl.config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PAGE_SIZE,
@@ -15,6 +14,7 @@ from flowinst_etl.config import (
     PipelineSettings,
     enos_tuning_from_env,
 )
+from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import DayResult
 
 DayListener = Callable[[DayResult], None]

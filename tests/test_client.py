@@ -9,7 +9,6 @@ from datetime import date, timedelta
 
 import pytest
 
-from flowinst_etl.client import EnosClient, SearchQuery
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.exceptions import (
@@ -19,6 +18,7 @@ from flowinst_etl.exceptions import (
     RetriableApiError,
     TransportError,
 )
+from flowinst_etl.gateway.client import EnosClient, SearchQuery
 from tests.support import settings_for
 
 DAY = date(2026, 11, 2)

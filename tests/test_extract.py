@@ -7,9 +7,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from flowinst_etl.client import EnosClient
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.extract import Extraction, Extractor
+from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.windows import Window, day_window, zone
 from tests.support import settings_for
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowinst_etl.exceptions import ConfigError
-from flowinst_etl.flatten import FlowTables, flatten_instances
 from flowinst_etl.model import FoundInstance
-from flowinst_etl.schema import TABLES
+from flowinst_etl.tables.flatten import FlowTables, flatten_instances
+from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import server_time_to_utc
 from tests.fixtures.enos_records import (
     EXTRACTED_AT,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from flowinst_etl import read_manifest, read_table
-from flowinst_etl.client import EnosClient
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.extract import Extractor
+from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import load_days
 from flowinst_etl.windows import day_window, zone
 from tests.support import day_truth, settings_for

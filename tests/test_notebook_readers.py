@@ -12,8 +12,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from flowinst_etl.flatten import flatten_instances
 from flowinst_etl.store import write_day
+from flowinst_etl.tables.flatten import flatten_instances
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 
 DOC = Path(__file__).parents[1] / "docs" / "tables.md"

@@ -19,10 +19,10 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from flowinst_etl.exceptions import ConfigError, StoreError
-from flowinst_etl.flatten import FlowTables, flatten_instances
 from flowinst_etl.model import FoundInstance
-from flowinst_etl.schema import TABLES, schema_fingerprint
 from flowinst_etl.store import read_manifest, read_table, write_day, written_days
+from flowinst_etl.tables.flatten import FlowTables, flatten_instances
+from flowinst_etl.tables.schema import TABLES, schema_fingerprint
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 
 DAY = date(2019, 8, 12)
@@ -145,7 +145,7 @@ from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
-from flowinst_etl.flatten import flatten_instances
+from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.store import write_day
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowinst_etl.emulator.config import EmulatorConfig
-from flowinst_etl.signing import request_signature, token_encryption
+from flowinst_etl.gateway.signing import request_signature, token_encryption
 
 TOKEN_BUSINESS = "apim-token-service"
 MAX_CLOCK_DIFFERENCE_MS = 5 * 60 * 1000

@@ -10,7 +10,7 @@ from typing import Any
 import requests
 
 from flowinst_etl.emulator import DEMO_CREDENTIALS, Credentials
-from flowinst_etl.signing import request_signature, token_encryption
+from flowinst_etl.gateway.signing import request_signature, token_encryption
 from flowinst_etl.windows import day_window, parse_server_timezone
 
 TOKEN_GET = "/apim-token-service/v2.0/token/get"

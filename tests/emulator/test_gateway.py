@@ -8,7 +8,7 @@ import time
 import pytest
 
 from flowinst_etl.emulator import Credentials
-from flowinst_etl.signing import request_signature, token_encryption
+from flowinst_etl.gateway.signing import request_signature, token_encryption
 
 from .signed import SEARCH_PATH, TIME_PATH, TOKEN_GET, TOKEN_REFRESH
 

@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 import tests
 from flowinst_etl import read_table
 from flowinst_etl.emulator import Credentials, Emulator, TruthInstance
-from flowinst_etl.schema import TABLES, schema_fingerprint
 from flowinst_etl.store import MANIFEST_FILE, PART_FILE
+from flowinst_etl.tables.schema import TABLES, schema_fingerprint
 from tests.support import day_truth, expected_rows
 
 #: The repository checkout: subprocesses run from it so ``tests`` modules can be imported.

@@ -25,8 +25,8 @@ import pytest
 from flowinst_etl import read_table, write_day
 from flowinst_etl.config import PipelineSettings
 from flowinst_etl.emulator import Emulator, EmulatorConfig
-from flowinst_etl.flatten import flatten_instances
 from flowinst_etl.model import FoundInstance
+from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.windows import day_window, zone
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions

@@ -21,8 +21,8 @@ import pytest
 
 from flowinst_etl import read_table
 from flowinst_etl.emulator import Emulator, EmulatorConfig
-from flowinst_etl.schema import TABLES
 from flowinst_etl.store import MANIFEST_FILE, PART_FILE
+from flowinst_etl.tables.schema import TABLES
 from tests.guarantees.harness import (
     CLI_TIMEOUT_S,
     REPOSITORY,

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from flowinst_etl.flatten import FlowTables, flatten_instances
 from flowinst_etl.model import FoundInstance
-from flowinst_etl.schema import TABLES
+from flowinst_etl.tables.flatten import FlowTables, flatten_instances
+from flowinst_etl.tables.schema import TABLES
 
 EXTRACTED_AT = datetime(2026, 11, 20, 1, 2, 3, tzinfo=timezone.utc)
 #: CI-friendly: a fixed set of examples, no deadline, and a failure reports the first failing

@@ -21,9 +21,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from flowinst_etl.client import EnosClient
 from flowinst_etl.config import EnosSettings, PipelineSettings
 from flowinst_etl.emulator import Credentials, Emulator, EmulatorConfig
+from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.windows import day_window, zone
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
@@ -210,7 +210,8 @@ def test_tls_verification_is_on_unless_turned_off_with_a_warning(
         cwd=tmp_path,
     )
     assert off.returncode == 0, describe(off)
-    assert "WARNING flowinst_etl.transport: TLS certificate verification is OFF" in off.stderr
+    warning = "WARNING flowinst_etl.gateway.transport: TLS certificate verification is OFF"
+    assert warning in off.stderr
     settings = replace(EnosSettings.from_env(required), verify_tls=False)
     with caplog.at_level(logging.WARNING):
         EnosClient(settings).close()

@@ -15,8 +15,8 @@ from pathlib import Path
 import certifi
 import pytest
 
-from flowinst_etl.client import EnosClient
 from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.gateway.client import EnosClient
 from tests.guarantees.harness import (
     RecordingProxy,
     assert_days_exact,

@@ -2,9 +2,9 @@
 
 Records come from a gateway whose documentation and samples disagree on key spelling and value
 types, so nothing about a record's shape is trusted: a value that does not fit its column becomes
-null and the reason is kept in ``record_error`` (record fields, read by :mod:`flowinst_etl.records`)
-or ``graph_error`` (the embedded graph, read by :mod:`flowinst_etl.graphs`). Flattening never
-raises on a record and never drops an instance.
+null and the reason is kept in ``record_error`` (record fields, read by
+:mod:`flowinst_etl.tables.records`) or ``graph_error`` (the embedded graph, read by
+:mod:`flowinst_etl.tables.graphs`). Flattening never raises on a record and never drops an instance.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import pandas as pd
 import pyarrow as pa
 
 from flowinst_etl.exceptions import ConfigError
-from flowinst_etl.graphs import child_tables, read_graphs
 from flowinst_etl.model import FoundInstance
-from flowinst_etl.records import instances_table, read_records
-from flowinst_etl.schema import TABLES, conform
+from flowinst_etl.tables.graphs import child_tables, read_graphs
+from flowinst_etl.tables.records import instances_table, read_records
+from flowinst_etl.tables.schema import TABLES, conform
 
 
 @dataclass(frozen=True)
 class FlowTables:
-    """The four output tables of one batch of records, typed as in :mod:`flowinst_etl.schema`.
+    """The four output tables of one batch of records, typed as in :mod:`.schema`.
 
     Attributes:
         instances: one row per instance (``flow_instances``).
@@ -42,7 +42,7 @@ class FlowTables:
     graph_errors: int
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
-        """The frames keyed by output table name, in :data:`~flowinst_etl.schema.TABLES` order."""
+        """The frames keyed by output table name, in :data:`~.schema.TABLES` order."""
         frames = (self.instances, self.tasks, self.relations, self.upstream_flows)
         return dict(zip(TABLES, frames, strict=True))
 

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 import requests
 
-from flowinst_etl.auth import EnosTokenAuth
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.exceptions import (
     ApiError,
@@ -23,7 +22,8 @@ from flowinst_etl.exceptions import (
     RetriableApiError,
     TransportError,
 )
-from flowinst_etl.transport import (
+from flowinst_etl.gateway.auth import EnosTokenAuth
+from flowinst_etl.gateway.transport import (
     RateLimiter,
     attempts_of,
     build_session,

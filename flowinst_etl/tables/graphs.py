@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from flowinst_etl.schema import TABLES
-from flowinst_etl.values import (
+from flowinst_etl.tables.schema import TABLES
+from flowinst_etl.tables.values import (
     BOOL,
     FLOAT,
     INT16,

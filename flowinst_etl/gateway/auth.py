@@ -19,8 +19,8 @@ import requests
 
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.exceptions import AuthenticationError, ResponseFormatError
-from flowinst_etl.signing import request_signature, token_encryption
-from flowinst_etl.transport import raise_if_retries_exhausted
+from flowinst_etl.gateway.signing import request_signature, token_encryption
+from flowinst_etl.gateway.transport import raise_if_retries_exhausted
 
 TOKEN_GET_PATH = "/apim-token-service/v2.0/token/get"
 TOKEN_REFRESH_PATH = "/apim-token-service/v2.0/token/refresh"

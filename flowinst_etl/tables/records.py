@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowinst_etl.model import FoundInstance
-from flowinst_etl.schema import FLOW_INSTANCES, UTC_MS
-from flowinst_etl.values import (
+from flowinst_etl.tables.schema import FLOW_INSTANCES, UTC_MS
+from flowinst_etl.tables.values import (
     BOOL,
     INT8,
     INT16,
@@ -188,7 +188,7 @@ def instances_table(
 
     Args:
         fields: from :func:`read_records`.
-        graph_values: the per-graph values from :func:`flowinst_etl.graphs.read_graphs`.
+        graph_values: the per-graph values from :func:`flowinst_etl.tables.graphs.read_graphs`.
         extracted_at: when the records were fetched; timezone-aware.
     """
     columns, records, errors = fields.columns, fields.records, fields.errors
