@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import parse_day, parse_server_timezone, zone
@@ -16,6 +20,31 @@ _T = TypeVar("_T")
 
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_MAX_RETRIES = 6
+
+#: Inclusive bounds of every numeric setting, by variable name (README 'Configuration').
+RANGES: dict[str, tuple[float, float]] = {
+    "ENOS_PAGE_SIZE": (1, 1000),
+    "ENOS_MAX_RETRIES": (0, 100),
+    "ENOS_MAX_REQUESTS_PER_SECOND": (0.01, 10_000),
+    "FLOWINST_MAX_WORKERS": (1, 64),
+    "FLOWINST_LOOKBACK_DAYS": (1, 366),
+}
+#: Bounds of the numeric fields no variable sets (seconds).
+_FIELD_RANGES: dict[str, tuple[float, float]] = {
+    "connect_timeout_s": (0.1, 600),
+    "read_timeout_s": (0.1, 3600),
+    "backoff_s": (0, 600),
+    "max_backoff_s": (0, 3600),
+}
+_ENOS_NUMBERS = {
+    "page_size": "ENOS_PAGE_SIZE",
+    "max_retries": "ENOS_MAX_RETRIES",
+    "max_requests_per_s": "ENOS_MAX_REQUESTS_PER_SECOND",
+}
+_PIPELINE_NUMBERS = {
+    "max_workers": "FLOWINST_MAX_WORKERS",
+    "lookback_days": "FLOWINST_LOOKBACK_DAYS",
+}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -44,24 +73,7 @@ class EnosSettings:
     max_requests_per_s: float | None = None
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.api_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                f"ENOS_API_URL {self.api_url!r} is not an http(s) URL such as https://apigw.example.com"
-            )
-        for name in ("access_key", "secret_key", "org_id", "user_id"):
-            if not getattr(self, name).strip():
-                raise ConfigError(
-                    f"ENOS_{name.upper()} is empty: set it to the application's value"
-                )
-        if self.server_timezone is not None:
-            parse_server_timezone(self.server_timezone)
-        if not 1 <= self.page_size <= 1000:
-            raise ConfigError(f"ENOS_PAGE_SIZE {self.page_size} is outside 1..1000")
-        if self.max_requests_per_s is not None and self.max_requests_per_s <= 0:
-            raise ConfigError("ENOS_MAX_REQUESTS_PER_SECOND must be positive")
-        if self.max_retries < 0 or self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
-            raise ConfigError("ENOS_MAX_RETRIES must be >= 0 and timeouts positive")
+        _raise_all(_enos_problems(asdict(self)))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EnosSettings:
@@ -71,14 +83,21 @@ class EnosSettings:
             ConfigError: a variable is missing or invalid.
         """
         env = os.environ if environ is None else environ
-        return cls(
-            api_url=_required(env, "ENOS_API_URL"),
-            access_key=_required(env, "ENOS_ACCESS_KEY"),
-            secret_key=_required(env, "ENOS_SECRET_KEY"),
-            org_id=_required(env, "ENOS_ORG_ID"),
-            user_id=_required(env, "ENOS_USER_ID"),
-            **enos_tuning_from_env(env),
-        )
+        variables = {
+            name: f"ENOS_{name.upper()}"
+            for name in ("api_url", "access_key", "secret_key", "org_id", "user_id")
+        }
+        given: dict[str, Any] = {
+            name: _optional(env, variable)
+            for name, variable in variables.items()
+            if _optional(env, variable) is not None
+        }
+        missing = [variable for name, variable in variables.items() if name not in given]
+        problems = [_not_set(missing)] if missing else []
+        given.update(collect(problems, enos_tuning_from_env, env) or {})
+        if problems:  # list what else is wrong too, so one run names every problem
+            _raise_all([*problems, *_enos_problems(given)])
+        return cls(**given)
 
 
 def enos_tuning_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -88,14 +107,36 @@ def enos_tuning_from_env(environ: Mapping[str, str] | None = None) -> dict[str, 
         ConfigError: a variable is not of its type.
     """
     env = os.environ if environ is None else environ
+    problems: list[str] = []
     tuning: dict[str, Any] = {
         "server_timezone": _optional(env, "ENOS_SERVER_TIMEZONE"),
-        "verify_tls": _flag(env, "ENOS_VERIFY_TLS"),
-        "page_size": _integer(env, "ENOS_PAGE_SIZE"),
-        "max_retries": _integer(env, "ENOS_MAX_RETRIES"),
-        "max_requests_per_s": _number(env, "ENOS_MAX_REQUESTS_PER_SECOND"),
+        "verify_tls": collect(problems, _flag, env, "ENOS_VERIFY_TLS"),
+        "page_size": collect(problems, _integer, env, "ENOS_PAGE_SIZE"),
+        "max_retries": collect(problems, _integer, env, "ENOS_MAX_RETRIES"),
+        "max_requests_per_s": collect(problems, _number, env, "ENOS_MAX_REQUESTS_PER_SECOND"),
     }
-    return {name: value for name, value in tuning.items() if value is not None}
+    given = {name: value for name, value in tuning.items() if value is not None}
+    _raise_all([*problems, *_out_of_range(given, _ENOS_NUMBERS)])
+    return given
+
+
+def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
+    """What is wrong with the given ``EnosSettings`` fields (absent ones are not checked)."""
+    url = values.get("api_url")
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            yield f"ENOS_API_URL {url!r} is not an http(s) URL such as https://apigw.example.com"
+    for name in ("access_key", "secret_key", "org_id", "user_id"):
+        if values.get(name) is not None and not values[name].strip():
+            yield f"ENOS_{name.upper()} is empty: set it to the application's value"
+    if values.get("server_timezone") is not None:
+        yield from _problems_of(parse_server_timezone, values["server_timezone"])
+    yield from _out_of_range(values, _ENOS_NUMBERS)
+    for name, bounds in _FIELD_RANGES.items():
+        problem = None if values.get(name) is None else out_of_range(name, values[name], *bounds)
+        if problem:
+            yield problem
 
 
 @dataclass(frozen=True)
@@ -109,27 +150,91 @@ class PipelineSettings:
     lookback_days: int = 3
 
     def __post_init__(self) -> None:
-        zone(self.timezone)
-        if not self.data_dir.strip():
-            raise ConfigError("FLOWINST_DATA_DIR is empty")
-        if not 1 <= self.max_workers <= 64:
-            raise ConfigError(f"FLOWINST_MAX_WORKERS {self.max_workers} is outside 1..64")
-        if self.lookback_days < 1:
-            raise ConfigError("FLOWINST_LOOKBACK_DAYS must be at least 1")
+        _raise_all(_pipeline_problems(asdict(self)))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
         """Settings from ``FLOWINST_*`` environment variables, defaults where unset."""
         env = os.environ if environ is None else environ
+        problems: list[str] = []
         start = _optional(env, "FLOWINST_START_DATE")
-        given: dict[str, Any] = {
+        read: dict[str, Any] = {
             "data_dir": _optional(env, "FLOWINST_DATA_DIR"),
             "timezone": _optional(env, "FLOWINST_TIMEZONE"),
-            "start_date": parse_day(start) if start else None,
-            "max_workers": _integer(env, "FLOWINST_MAX_WORKERS"),
-            "lookback_days": _integer(env, "FLOWINST_LOOKBACK_DAYS"),
+            "start_date": collect(problems, _start_date, start) if start else None,
+            "max_workers": collect(problems, _integer, env, "FLOWINST_MAX_WORKERS"),
+            "lookback_days": collect(problems, _integer, env, "FLOWINST_LOOKBACK_DAYS"),
         }
-        return cls(**{name: value for name, value in given.items() if value is not None})
+        given = {name: value for name, value in read.items() if value is not None}
+        _raise_all([*problems, *_pipeline_problems(given)])
+        return cls(**given)
+
+
+def _start_date(text: str) -> date:
+    try:
+        return parse_day(text)
+    except ConfigError as exc:
+        raise ConfigError(f"FLOWINST_START_DATE: {exc}") from exc
+
+
+def _pipeline_problems(values: Mapping[str, Any]) -> Iterator[str]:
+    """What is wrong with the given ``PipelineSettings`` fields (absent ones are not checked)."""
+    if values.get("timezone") is not None:
+        yield from _problems_of(zone, values["timezone"])
+    if values.get("data_dir") is not None and not values["data_dir"].strip():
+        yield "FLOWINST_DATA_DIR is empty"
+    yield from _out_of_range(values, _PIPELINE_NUMBERS)
+
+
+def load_dotenv_file(folder: Path | None = None) -> Path | None:
+    """Put the variables of ``.env`` in ``folder`` (the working directory) into the environment,
+    as ``dagster dev`` reads that file, except those the environment already sets: the
+    environment wins over the file. Returns the file read, ``None`` when there is none."""
+    path = (folder or Path.cwd()) / ".env"
+    if not path.is_file():
+        return None
+    for name, value in dotenv_values(path).items():
+        if value is not None:
+            os.environ.setdefault(name, value)
+    return path
+
+
+def out_of_range(name: str, value: float, low: float, high: float) -> str | None:
+    """``"NAME VALUE is outside LOW..HIGH"`` when ``value`` is not a finite number in range."""
+    if math.isfinite(value) and low <= value <= high:
+        return None
+    return f"{name} {value:g} is outside {low:g}..{high:g}"
+
+
+def _out_of_range(values: Mapping[str, Any], names: Mapping[str, str]) -> Iterator[str]:
+    for name, variable in names.items():
+        value = values.get(name)
+        problem = None if value is None else out_of_range(variable, value, *RANGES[variable])
+        if problem:
+            yield problem
+
+
+def _problems_of(check: Callable[[Any], object], value: Any) -> Iterator[str]:
+    try:
+        check(value)
+    except ConfigError as exc:
+        yield str(exc)
+
+
+def collect(problems: list[str], read: Callable[..., _T], *args: Any) -> _T | None:
+    """``read(*args)``, or ``None`` with its ConfigError's message added to ``problems``."""
+    try:
+        return read(*args)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _raise_all(problems: Iterator[str] | list[str]) -> None:
+    """One ConfigError naming every problem, if there is any."""
+    found = list(problems)
+    if found:
+        raise ConfigError("; ".join(found))
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:
@@ -137,11 +242,9 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = _optional(env, name)
-    if value is None:
-        raise ConfigError(f"{name} is not set: see README 'Configuration'")
-    return value
+def _not_set(names: list[str]) -> str:
+    verb = "is" if len(names) == 1 else "are"
+    return f"{', '.join(names)} {verb} not set: see README 'Configuration'"
 
 
 def _parsed(

@@ -18,6 +18,7 @@ from flowinst_etl.exceptions import ConfigError
 _GMT_OFFSET = re.compile(
     r"^(?:GMT|UTC)?\s*(?:(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?)?$"
 )
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SERVER_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\Z")
 
 
@@ -60,6 +61,8 @@ def parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except (TypeError, ValueError) as exc:
+        if isinstance(text, str) and _ISO_DAY.fullmatch(text):
+            raise ConfigError(f"invalid date {text!r}: no such day ({exc})") from exc
         raise ConfigError(f"invalid date {text!r}: expected YYYY-MM-DD") from exc
 
 

@@ -32,13 +32,13 @@ def test_secret_never_in_repr() -> None:
     ("change", "message"),
     [
         ({"ENOS_API_URL": None}, "ENOS_API_URL is not set"),
-        ({"ENOS_SECRET_KEY": "  "}, "ENOS_SECRET_KEY is not set"),
+        ({"ENOS_SECRET_KEY": "  "}, "^ENOS_SECRET_KEY is not set"),
         ({"ENOS_API_URL": "apigw.example.com"}, "not an http"),
         ({"ENOS_PAGE_SIZE": "many"}, "ENOS_PAGE_SIZE='many' is not a whole number"),
         ({"ENOS_PAGE_SIZE": "0"}, "ENOS_PAGE_SIZE 0 is outside"),
         ({"ENOS_VERIFY_TLS": "maybe"}, "ENOS_VERIFY_TLS='maybe' is not true or false"),
         ({"ENOS_SERVER_TIMEZONE": "Mars"}, "server timezone"),
-        ({"ENOS_MAX_REQUESTS_PER_SECOND": "-1"}, "must be positive"),
+        ({"ENOS_MAX_REQUESTS_PER_SECOND": "-1"}, "ENOS_MAX_REQUESTS_PER_SECOND -1 is outside"),
     ],
 )
 def test_bad_settings_name_the_variable(change: dict[str, str | None], message: str) -> None:
@@ -66,3 +66,65 @@ def test_pipeline_settings_defaults_and_overrides() -> None:
 def test_bad_pipeline_settings_name_the_problem(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         PipelineSettings.from_env(env)
+
+
+# Each numeric setting with its documented range (README 'Configuration').
+NUMERIC = {
+    "ENOS_PAGE_SIZE": "1..1000",
+    "ENOS_MAX_RETRIES": "0..100",
+    "ENOS_MAX_REQUESTS_PER_SECOND": "0.01..10000",
+    "FLOWINST_MAX_WORKERS": "1..64",
+    "FLOWINST_LOOKBACK_DAYS": "1..366",
+}
+INTEGERS = {"ENOS_PAGE_SIZE", "ENOS_MAX_RETRIES", "FLOWINST_MAX_WORKERS", "FLOWINST_LOOKBACK_DAYS"}
+
+
+def load(env: dict[str, str]) -> None:
+    EnosSettings.from_env({**ENV, **env})
+    PipelineSettings.from_env(env)
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "-1", "1e9"])
+def test_every_numeric_setting_is_finite_and_in_range(name: str, value: str) -> None:
+    if name in INTEGERS and value in ("inf", "-inf", "nan", "1e9"):
+        expected = f"{name}='{value}' is not a whole number"
+    else:
+        shown = {"1e9": "1e+09"}.get(value, value)
+        expected = f"{name} {shown} is outside {NUMERIC[name]}"
+    with pytest.raises(ConfigError) as raised:
+        load({name: value})
+    assert str(raised.value) == expected
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+def test_the_bounds_of_each_range_are_accepted(name: str) -> None:
+    low, high = NUMERIC[name].split("..")
+    for value in (low, high):
+        load({name: value})
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    env = {k: v for k, v in ENV.items() if k not in ("ENOS_API_URL", "ENOS_ORG_ID")}
+    with pytest.raises(ConfigError) as raised:
+        EnosSettings.from_env(
+            {**env, "ENOS_PAGE_SIZE": "0", "ENOS_VERIFY_TLS": "maybe", "ENOS_MAX_RETRIES": "x"}
+        )
+    assert str(raised.value) == (
+        "ENOS_API_URL, ENOS_ORG_ID are not set: see README 'Configuration'; "
+        "ENOS_VERIFY_TLS='maybe' is not true or false; "
+        "ENOS_MAX_RETRIES='x' is not a whole number; "
+        "ENOS_PAGE_SIZE 0 is outside 1..1000"
+    )
+    with pytest.raises(ConfigError) as raised:
+        PipelineSettings.from_env(
+            {
+                "FLOWINST_TIMEZONE": "Mars/Base",
+                "FLOWINST_START_DATE": "2026-11-31",
+                "FLOWINST_MAX_WORKERS": "0",
+            }
+        )
+    message = str(raised.value)
+    assert "FLOWINST_START_DATE: invalid date '2026-11-31': no such day" in message
+    assert "unknown timezone 'Mars/Base'" in message
+    assert "FLOWINST_MAX_WORKERS 0 is outside 1..64" in message

@@ -118,9 +118,20 @@ EXIT_2 = {
     "ENOS_VERIFY_TLS=maybe": Case(
         "ENOS_VERIFY_TLS='maybe' is not true or false", {"ENOS_VERIFY_TLS": "maybe"}
     ),
-    "ENOS_MAX_RETRIES=-1": Case("ENOS_MAX_RETRIES must be >= 0", {"ENOS_MAX_RETRIES": "-1"}),
+    "ENOS_MAX_RETRIES=-1": Case(
+        "ENOS_MAX_RETRIES -1 is outside 0..100", {"ENOS_MAX_RETRIES": "-1"}
+    ),
     "ENOS_MAX_REQUESTS_PER_SECOND=0": Case(
-        "ENOS_MAX_REQUESTS_PER_SECOND must be positive", {"ENOS_MAX_REQUESTS_PER_SECOND": "0"}
+        "ENOS_MAX_REQUESTS_PER_SECOND 0 is outside 0.01..10000",
+        {"ENOS_MAX_REQUESTS_PER_SECOND": "0"},
+    ),
+    "ENOS_MAX_REQUESTS_PER_SECOND=inf": Case(
+        "ENOS_MAX_REQUESTS_PER_SECOND inf is outside 0.01..10000",
+        {"ENOS_MAX_REQUESTS_PER_SECOND": "inf"},
+    ),
+    "ENOS_MAX_REQUESTS_PER_SECOND=nan": Case(
+        "ENOS_MAX_REQUESTS_PER_SECOND nan is outside 0.01..10000",
+        {"ENOS_MAX_REQUESTS_PER_SECOND": "nan"},
     ),
     "ENOS_SERVER_TIMEZONE unreadable": Case(
         "unreadable server timezone 'Mars'", {"ENOS_SERVER_TIMEZONE": "Mars"}
