@@ -1,7 +1,8 @@
 """The flowinst-etl command line; ``main(argv)`` returns the process exit code.
 
 Exit codes: 0 success, 1 some days failed (the others are committed), 2 bad input or an unusable
-gateway (nothing was written).
+gateway or dataset root (nothing was written), 130 interrupted by SIGINT or SIGTERM (the days
+committed before stay committed, no day is half-written).
 """
 
 from __future__ import annotations
@@ -9,31 +10,69 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 
-from flowinst_etl.config import EnosSettings, PipelineSettings
+from flowinst_etl.config import (
+    RANGES,
+    EnosSettings,
+    PipelineSettings,
+    collect,
+    load_dotenv_file,
+    out_of_range,
+)
 from flowinst_etl.emulator import DEMO_CREDENTIALS, Emulator, EmulatorConfig
 from flowinst_etl.emulator import command as emulator_command
 from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extractor
 from flowinst_etl.gateway.client import EnosClient
-from flowinst_etl.progress import BackfillProgress, summary_table
+from flowinst_etl.load import DayResult
+from flowinst_etl.preflight import check_dagster_home, check_data_root, check_days
+from flowinst_etl.progress import BackfillProgress, StderrLines, summary_table
 from flowinst_etl.windows import parse_day, zone
 
-EXIT_OK, EXIT_DAYS_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_DAYS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+PROG = "flowinst-etl"
+DEMO_MAX_DAYS = 60
+DEMO_MAX_PER_DAY = 5000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one line (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``low..high`` (argparse names the flag on error)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        problem = out_of_range("", value, low, high)
+        if problem:
+            raise argparse.ArgumentTypeError(problem.strip())
+        return value
+
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="flowinst-etl", description="EnOS flow instances as daily Parquet partitions."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog=PROG, description="EnOS flow instances as daily Parquet partitions.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version(PROG)}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     emulator_command.configure_parser(
         commands.add_parser("emulator", help="serve the built-in EnOS API emulator")
     )
@@ -47,102 +86,181 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="backfill the last days from the built-in emulator into ./data"
     )
-    demo.add_argument("--days", type=int, default=7, help="how many days up to yesterday (7)")
-    demo.add_argument("--per-day", type=int, default=400, help="instances per emulated day")
+    demo.add_argument(
+        "--days",
+        type=_whole_number(1, DEMO_MAX_DAYS),
+        default=7,
+        help="how many days up to yesterday (default %(default)s)",
+    )
+    demo.add_argument(
+        "--per-day",
+        type=_whole_number(1, DEMO_MAX_PER_DAY),
+        default=400,
+        help="instances per emulated day (default %(default)s)",
+    )
     _add_pipeline_options(demo)
     demo.set_defaults(handler=_demo)
     return parser
 
 
 def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    low, high = RANGES["FLOWINST_MAX_WORKERS"]
     parser.add_argument(
         "--data-dir",
-        help="dataset root, a path or s3://bucket/prefix (FLOWINST_DATA_DIR, default data)",
+        help="dataset root, a path or s3://bucket/prefix (default FLOWINST_DATA_DIR, else data)",
     )
     parser.add_argument(
-        "--timezone", help="IANA timezone of partition days (FLOWINST_TIMEZONE, default UTC)"
+        "--timezone",
+        help="IANA timezone of partition days (default FLOWINST_TIMEZONE, else UTC)",
     )
-    parser.add_argument("--workers", type=int, help="concurrent extractions (FLOWINST_MAX_WORKERS)")
+    parser.add_argument(
+        "--workers",
+        type=_whole_number(int(low), int(high)),
+        help="concurrent extractions (default FLOWINST_MAX_WORKERS, else 4)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show informational logs, Dagster's log and the traceback of each failure",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand and return its exit code."""
+    """Run one subcommand and return its exit code.
+
+    Settings come from the environment and from ``.env`` in the working directory; a variable
+    set in the environment wins over the file.
+    """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are counted per day instead
+    _show_logs(verbose=getattr(args, "verbose", False))
+    # SIGTERM ends a run the way Ctrl-C does (Dagster maps both to one handler during a run too).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        load_dotenv_file()
         return int(args.handler(args))
     except FlowinstError as error:
-        print(f"flowinst-etl: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _show_logs(verbose: bool) -> None:
+    """Warnings of the library (a retried request, a capped wait, TLS off) as one stderr line
+    each; failed days are reported by the command itself, so error records are left out."""
+    logger = logging.getLogger("flowinst_etl")
+    for handler in [h for h in logger.handlers if isinstance(h, StderrLines)]:
+        logger.removeHandler(handler)
+    level = logging.INFO if verbose else logging.WARNING
+    handler = StderrLines(level, detailed=verbose)
+    if not verbose:
+        handler.addFilter(lambda record: record.levelno < logging.ERROR)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are logged by the transport
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _pipeline_settings(args: argparse.Namespace) -> PipelineSettings:
-    settings = PipelineSettings.from_env()
-    overrides = {
-        name: value
-        for name, value in (
-            ("data_dir", args.data_dir),
-            ("timezone", args.timezone),
-            ("max_workers", args.workers),
-        )
-        if value is not None
+    """The ``FLOWINST_*`` settings with the command's flags in place of their variables."""
+    flags = {
+        "data_dir": ("FLOWINST_DATA_DIR", args.data_dir),
+        "timezone": ("FLOWINST_TIMEZONE", args.timezone),
+        "max_workers": ("FLOWINST_MAX_WORKERS", args.workers),
     }
-    return replace(settings, **overrides)
+    given = {name: value for name, (_, value) in flags.items() if value is not None}
+    overridden = {flags[name][0] for name in given}
+    settings = PipelineSettings.from_env(
+        {name: value for name, value in os.environ.items() if name not in overridden}
+    )
+    return replace(settings, **given)
+
+
+def _data_dir_name(args: argparse.Namespace) -> str:
+    return "--data-dir" if args.data_dir is not None else "FLOWINST_DATA_DIR"
+
+
+def _day(text: str, name: str) -> date:
+    try:
+        return parse_day(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    settings = _pipeline_settings(args)
-    first, last = parse_day(args.start), parse_day(args.end)
-    if first > last:
-        raise ConfigError(f"START {first} is after END {last}")
-    today = datetime.now(zone(settings.timezone)).date()
-    if last >= today:
-        raise ConfigError(
-            f"END {last} is not over yet in {settings.timezone}; "
-            f"the last complete day is {today - timedelta(days=1)}"
-        )
-    with EnosClient(EnosSettings.from_env()) as client:
+    problems: list[str] = []
+    first = collect(problems, _day, args.start, "START")
+    last = collect(problems, _day, args.end, "END")
+    settings = collect(problems, _pipeline_settings, args)
+    enos = collect(problems, EnosSettings.from_env)
+    if problems or first is None or last is None or settings is None or enos is None:
+        raise ConfigError("; ".join(problems))
+    check_days(first, last, settings)
+    check_data_root(settings.data_dir, _data_dir_name(args))
+    check_dagster_home()
+    with EnosClient(enos) as client:
         Extractor(client).check_access()
-    return _run_backfill(first, last, settings)
+    return _run_backfill(first, last, settings, args.verbose)
 
 
-def _run_backfill(first: date, last: date, settings: PipelineSettings) -> int:
-    from pipelines.backfill import run_backfill  # the Dagster layer, loaded only when needed
+def _run_backfill(first: date, last: date, settings: PipelineSettings, verbose: bool) -> int:
+    from pipelines.backfill import run_backfill, run_error  # the Dagster layer, loaded when needed
 
-    console, errors = Console(), Console(stderr=True)
+    console = Console()
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    with BackfillProgress(days, console) as progress:
-        outcome = run_backfill(first, last, settings, progress.on_day)
+    progress = BackfillProgress(days, console)
+    try:
+        with progress:
+            outcome = run_backfill(first, last, settings, progress.on_day, verbose=verbose)
+    except KeyboardInterrupt:
+        _report_interrupt(progress.results, days)
+        return EXIT_INTERRUPTED
     console.print(summary_table(progress.results, days))
     for result in sorted(progress.results, key=lambda r: r.day):
         if not result.ok:
-            errors.print(f"[red]{result.day} failed: {result.error}")
+            print(f"{result.day} failed: {_one_line(str(result.error))}", file=sys.stderr)
     reported = {result.day for result in progress.results}
     if len(reported) < len(days):
-        errors.print(
-            f"[red]{len(days) - len(reported)} days never reported: the run stopped early "
-            "(see the Dagster log above)"
+        reason = _one_line(run_error(outcome) or "see the Dagster log (--verbose)")
+        print(
+            f"{PROG}: {len(days) - len(reported)} days never reported, the run stopped: {reason}",
+            file=sys.stderr,
         )
     console.print(f"data: {settings.data_dir}")
     committed = sum(1 for result in progress.results if result.ok)
     return EXIT_OK if outcome.success and committed == len(days) else EXIT_DAYS_FAILED
 
 
+def _report_interrupt(results: Sequence[DayResult], days: Sequence[date]) -> None:
+    committed = sorted(result.day.isoformat() for result in results if result.ok)
+    listed = f" ({', '.join(committed)})" if committed else ""
+    print(
+        f"{PROG}: interrupted: {len(committed)} of {len(days)} days committed{listed}; "
+        "every other day keeps its previous version",
+        file=sys.stderr,
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
     settings = _pipeline_settings(args)
-    if not 1 <= args.days <= 60:
-        raise ConfigError("--days must be between 1 and 60")
     today = datetime.now(zone(settings.timezone)).date()
     first, last = today - timedelta(days=args.days), today - timedelta(days=1)
+    check_data_root(settings.data_dir, _data_dir_name(args))
+    check_dagster_home()
     config = EmulatorConfig(
         start_day=first - timedelta(days=1), end_day=today, per_day=args.per_day
     )
     with Emulator(config) as emulator:
         os.environ.update(_demo_environment(emulator.base_url))
         print(f"EnOS emulator on {emulator.base_url}; backfilling {first} .. {last}")
-        code = _run_backfill(first, last, settings)
-    print(_DEMO_NEXT_STEPS.format(root=settings.data_dir))
+        code = _run_backfill(first, last, settings, args.verbose)
+    if code != EXIT_INTERRUPTED:
+        print(_next_steps(settings.data_dir, first, last))
     return code
 
 
@@ -156,16 +274,29 @@ def _demo_environment(api_url: str) -> dict[str, str]:
     }
 
 
-_DEMO_NEXT_STEPS = """
-Read the data:
-  pandas  python -c "import flowinst_etl as f; print(f.read_table('flow_instances', '{root}'))"
-  DuckDB  SELECT trigger_date, count(*) FROM read_parquet('{root}/flow_instances/*/*.parquet',
-          hive_partitioning=true) GROUP BY ALL ORDER BY 1;
+def _installed(command: str) -> str:
+    """How to call a console script installed beside this interpreter, from the working
+    directory (``.venv/bin/dagster`` after the quickstart)."""
+    folder = Path(sys.executable).parent
+    try:
+        return str(folder.relative_to(Path.cwd()) / command)
+    except ValueError:
+        return str(folder / command)
 
-Open the Dagster UI against the emulator:
-  flowinst-etl emulator --port 8090 &     # the built-in EnOS API emulator
-  cp .env.example .env                     # points ENOS_* at it with the demo credentials
-  dagster dev                              # then open http://127.0.0.1:3000
+
+def _next_steps(root: str, first: date, last: date) -> str:
+    read = (
+        f"import flowinst_etl as f; print(f.read_table('flow_instances', '{root}', "
+        f"start='{first}', end='{last}').groupby('trigger_date').size())"
+    )
+    return f"""
+Read the data (more recipes in README 'Reading from notebooks'):
+  {_installed("python")} -c "{read}"
+
+Open the Dagster UI against the emulator (README 'Daily operation with Dagster'):
+  {_installed(PROG)} emulator --port 8090 --days 2026-11-01:0 &   # the built-in EnOS API
+  cp .env.example .env                  # points ENOS_* at it with the demo credentials
+  {_installed("dagster")} dev                      # then open http://127.0.0.1:3000
 """
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from flowinst_etl.exceptions import FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
+from flowinst_etl.interrupts import deferred_interrupts
 from flowinst_etl.store import write_day
 from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.windows import day_window
@@ -64,14 +65,16 @@ def load_days(
     server_tz = extractor.client.server_timezone()
     facts = {"clock_skew_ms": _noted_clock_skew(extractor)}
     for window, outcome in extractor.extract_many(windows):
-        day = windows[window]
-        if isinstance(outcome, Extraction):
-            result = _commit(day, outcome, server_tz, facts, root, storage_options)
-        else:
-            result = DayResult(day, error=str(outcome))
-        if not result.ok:
-            log.error("day %s failed: %s", day, result.error)
-        yield result
+        # SIGINT/SIGTERM wait until the day is committed and its result taken by the caller.
+        with deferred_interrupts():
+            day = windows[window]
+            if isinstance(outcome, Extraction):
+                result = _commit(day, outcome, server_tz, facts, root, storage_options)
+            else:
+                result = DayResult(day, error=str(outcome))
+            if not result.ok:
+                log.error("day %s failed: %s", day, result.error)
+            yield result
 
 
 def _noted_clock_skew(extractor: Extractor) -> int:

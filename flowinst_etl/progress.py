@@ -1,7 +1,9 @@
-"""What a person sees during a backfill: a bar per day, then a summary table."""
+"""What a person sees during a backfill: a bar per day, warnings as they happen, a summary."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Sequence
 from datetime import date
 from types import TracebackType
@@ -77,3 +79,26 @@ def summary_table(results: Sequence[DayResult], days: Sequence[date]) -> Table:
         f"[red]{failed}" if failed else "0",
     )
     return table
+
+
+class StderrLines(logging.Handler):
+    """Each log record as one ``flowinst-etl: LEVEL: message`` line on stderr.
+
+    Lines are written to ``sys.stderr`` as it is when the record arrives, so while a progress
+    display is live on a terminal (rich redirects stderr then) they appear above its bars.
+    With ``detailed``, a record's traceback follows its line.
+    """
+
+    def __init__(self, level: int, detailed: bool = False) -> None:
+        super().__init__(level)
+        self._detailed = detailed
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = " ".join(record.getMessage().split())
+            line = f"flowinst-etl: {record.levelname.lower()}: {text}"
+            if self._detailed and record.exc_info:
+                line += "\n" + logging.Formatter().formatException(record.exc_info)
+            print(line, file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)

@@ -1,24 +1,38 @@
-"""The command line end to end: backfill and demo as a user runs them, and bad input."""
+"""The command line as a user runs it (a subprocess): backfill, demo, settings from ``.env``,
+pre-flight refusals, interrupts, failed days and what is shown while it runs."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
-import sys
+import time
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from flowinst_etl import read_table
-from flowinst_etl.cli import main
-from flowinst_etl.emulator import Emulator, EmulatorConfig
-from tests.pipelines.conftest import enos_environment
-from tests.support import day_truth
+from flowinst_etl.emulator import DEMO_CREDENTIALS, Emulator, EmulatorConfig
+from flowinst_etl.windows import day_window, zone
+from tests.guarantees.harness import (
+    REPOSITORY,
+    assert_days_exact,
+    backfill_args,
+    cli_command,
+    cli_environment,
+    closed_port,
+    describe,
+    emulator_environment,
+    run_cli,
+)
 
 FIRST = date(2026, 11, 2)
 LAST = date(2026, 11, 4)
+ENOS_VARIABLES = ("ENOS_API_URL", "ENOS_ACCESS_KEY", "ENOS_SECRET_KEY", "ENOS_ORG_ID")
 
 
 @pytest.fixture(scope="module")
@@ -30,72 +44,106 @@ def emulator() -> Iterator[Emulator]:
         yield running
 
 
-def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ENOS_", "FLOWINST_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "flowinst_etl.cli", *args],
-        env={**clean, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def stderr_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+def assert_refused(done: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit 2 with one error line; any line before it is a warning (a retried request)."""
+    assert done.returncode == 2, describe(done)
+    *before, last = stderr_lines(done)
+    assert last.startswith("flowinst-etl: error: ") and message in last, describe(done)
+    assert all(line.startswith("flowinst-etl: warning: ") for line in before), describe(done)
+    assert "usage:" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_backfill_commits_every_day_and_prints_a_summary(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     done = run_cli(
-        "backfill",
-        str(FIRST),
-        str(LAST),
-        "--data-dir",
-        str(tmp_path / "out"),
-        env=enos_environment(emulator),
+        *backfill_args(FIRST, LAST, tmp_path / "out"),
+        env=emulator_environment(emulator),
         cwd=tmp_path,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, describe(done)
     assert "flowinst-etl backfill" in done.stdout and "failed days" in done.stdout
-    for offset in range(3):
-        day = FIRST + timedelta(days=offset)
-        assert day.isoformat() in done.stdout
-        frame = read_table("flow_instances", str(tmp_path / "out"), day, day)
-        truth = day_truth(emulator, day, "UTC")
-        assert sorted(frame["instance_id"]) == sorted(t.record["instanceId"] for t in truth)
+    assert_days_exact(emulator, tmp_path / "out", [FIRST, FIRST + timedelta(days=1), LAST], "UTC")
 
 
-def test_demo_runs_the_main_job_on_the_built_in_emulator(tmp_path: Path) -> None:
-    done = run_cli("demo", "--days", "2", "--per-day", "60", env={}, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
-    assert len(read_table("flow_instances", str(tmp_path / "data"), yesterday, yesterday)) > 0
-    assert "read_parquet" in done.stdout and "dagster dev" in done.stdout
+def test_settings_come_from_dot_env_and_the_environment_wins(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    env = emulator_environment(emulator)
+    # the file holds every credential and a dead gateway URL; the environment holds the right URL
+    lines = [f"{name}={env[name]}" for name in (*ENOS_VARIABLES, "ENOS_USER_ID")]
+    lines.append(f"ENOS_API_URL=http://127.0.0.1:{closed_port()}")
+    (tmp_path / ".env").write_text("\n".join(lines) + "\nFLOWINST_DATA_DIR=from-dotenv\n")
+    only_url = emulator_environment(
+        emulator, **{name: None for name in (*ENOS_VARIABLES[1:], "ENOS_USER_ID")}
+    )
+    done = run_cli("backfill", str(FIRST), str(FIRST), env=only_url, cwd=tmp_path)
+    assert done.returncode == 0, describe(done)
+    assert_days_exact(emulator, tmp_path / "from-dotenv", [FIRST], "UTC")
+
+
+def test_every_missing_setting_is_named_at_once(tmp_path: Path) -> None:
+    env = emulator_environment_without_enos()
+    done = run_cli(*backfill_args(FIRST, LAST, tmp_path / "out"), env=env, cwd=tmp_path)
+    assert_refused(
+        done,
+        "ENOS_API_URL, ENOS_ACCESS_KEY, ENOS_SECRET_KEY, ENOS_ORG_ID, ENOS_USER_ID are not set",
+    )
+
+
+def emulator_environment_without_enos() -> dict[str, str]:
+    """This process's environment without any ENOS_*, FLOWINST_* or DAGSTER_HOME variable."""
+    env = cli_environment("http://unused", DEMO_CREDENTIALS)
+    return {name: value for name, value in env.items() if not name.startswith("ENOS_")}
 
 
 BAD_INPUT = {
-    "invalid date": (["backfill", "2026-11-31", "2026-12-01"], {}, "invalid date '2026-11-31'"),
+    "impossible date": (
+        ["backfill", "2026-11-31", "2026-12-01"],
+        {},
+        "START: invalid date '2026-11-31': no such day",
+    ),
+    "not a date": (["backfill", "2026-11-02", "soon"], {}, "END: invalid date 'soon'"),
     "start after end": (["backfill", "2026-11-04", "2026-11-02"], {}, "is after END"),
     "day not over": (["backfill", "2026-11-02", "2999-01-01"], {}, "is not over yet"),
+    "before FLOWINST_START_DATE": (
+        ["backfill", "2020-01-01", "2020-01-02"],
+        {"FLOWINST_START_DATE": "2026-11-01"},
+        "START 2020-01-01 is before FLOWINST_START_DATE 2026-11-01, the first partition day: "
+        "start at 2026-11-01 or set FLOWINST_START_DATE earlier",
+    ),
+    "--workers 0": (
+        ["backfill", "2026-11-02", "2026-11-03", "--workers", "0"],
+        {},
+        "argument --workers: 0 is outside 1..64",
+    ),
+    "--per-day -5": (["demo", "--per-day", "-5"], {}, "argument --per-day: -5 is outside"),
+    "--days many": (["demo", "--days", "many"], {}, "argument --days: 'many' is not a whole"),
+    "unknown flag": (["backfill", "2026-11-02", "2026-11-03", "--fast"], {}, "--fast"),
+    "missing argument": (["backfill", "2026-11-02"], {}, "required: END"),
     "unknown timezone": (
         ["backfill", "2026-11-02", "2026-11-03", "--timezone", "Mars/Base"],
         {},
         "unknown timezone 'Mars/Base'",
     ),
-    "missing url": (
+    "rate limit inf": (
         ["backfill", "2026-11-02", "2026-11-03"],
-        {"ENOS_API_URL": None},
-        "ENOS_API_URL is not set",
+        {"ENOS_MAX_REQUESTS_PER_SECOND": "inf"},
+        "ENOS_MAX_REQUESTS_PER_SECOND inf is outside 0.01..10000",
     ),
-    "wrong access key": (
+    "rate limit nan": (
         ["backfill", "2026-11-02", "2026-11-03"],
-        {"ENOS_ACCESS_KEY": "nobody"},
-        "ENOS_ACCESS_KEY",
+        {"ENOS_MAX_REQUESTS_PER_SECOND": "nan"},
+        "ENOS_MAX_REQUESTS_PER_SECOND nan is outside 0.01..10000",
     ),
     "wrong secret": (
         ["backfill", "2026-11-02", "2026-11-03"],
         {"ENOS_SECRET_KEY": "guessed-secret"},
-        "ENOS_SECRET_KEY",
+        "EnOS error 1003",
     ),
     "user not in org": (
         ["backfill", "2026-11-02", "2026-11-03"],
@@ -104,7 +152,7 @@ BAD_INPUT = {
     ),
     "unreachable gateway": (
         ["backfill", "2026-11-02", "2026-11-03"],
-        {"ENOS_API_URL": "http://127.0.0.1:9"},
+        {"ENOS_API_URL": "http://127.0.0.1:{port}"},
         "cannot reach the gateway",
     ),
 }
@@ -112,22 +160,210 @@ BAD_INPUT = {
 
 @pytest.mark.parametrize(("argv", "env", "message"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
-    emulator: Emulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    argv: list[str],
-    env: dict[str, str | None],
-    message: str,
+    emulator: Emulator, tmp_path: Path, argv: list[str], env: dict[str, str], message: str
 ) -> None:
-    for name, value in {**enos_environment(emulator), **env}.items():
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ENOS_MAX_RETRIES", "1")
-    assert main([*argv, "--data-dir", str(tmp_path / "out")]) == 2
-    error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and message in error[0], error
-    assert "guessed-secret" not in error[0]
+    changes = {name: value.format(port=closed_port()) for name, value in env.items()}
+    done = run_cli(
+        *argv,
+        "--data-dir",
+        str(tmp_path / "out"),
+        env=emulator_environment(emulator, ENOS_MAX_RETRIES="1", **changes),
+        cwd=tmp_path,
+    )
+    assert_refused(done, message)
+    assert "guessed-secret" not in done.stderr + done.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("place", ["a file", "inside a file"])
+def test_an_unusable_data_directory_is_refused_before_the_gateway_is_called(
+    emulator: Emulator, tmp_path: Path, place: str
+) -> None:
+    (tmp_path / "taken").write_text("not a directory")
+    root = tmp_path / "taken" if place == "a file" else tmp_path / "taken" / "data"
+    before = emulator.stats()["requests"]
+    done = run_cli(
+        *backfill_args(FIRST, LAST, root), env=emulator_environment(emulator), cwd=tmp_path
+    )
+    assert_refused(done, f"--data-dir '{root}' ")
+    assert emulator.stats()["requests"] == before, "the gateway was called"
+    assert (tmp_path / "taken").read_text() == "not a directory"
+
+
+def test_a_data_directory_the_user_cannot_write_is_refused(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders: this case needs an ordinary user")
+    done = run_cli(
+        *backfill_args(FIRST, LAST, folder / "data"),
+        env=emulator_environment(emulator),
+        cwd=tmp_path,
+    )
+    folder.chmod(0o700)
+    assert_refused(done, "is not writable")
+
+
+def test_a_missing_bucket_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        done = run_cli(
+            *backfill_args(FIRST, LAST, "s3://no-such-bucket/flowinst"),
+            env={**emulator_environment(emulator), **aws},
+            cwd=tmp_path,
+        )
+    finally:
+        server.stop()
+    assert_refused(done, "bucket 'no-such-bucket' does not exist")
+
+
+def test_dagster_home_must_be_a_directory(emulator: Emulator, tmp_path: Path) -> None:
+    env = {**emulator_environment(emulator), "DAGSTER_HOME": str(tmp_path / "missing")}
+    done = run_cli(*backfill_args(FIRST, LAST, tmp_path / "out"), env=env, cwd=tmp_path)
+    assert_refused(done, f"DAGSTER_HOME '{tmp_path / 'missing'}' is not a directory")
+
+
+def test_version_and_help_show_what_a_user_needs(tmp_path: Path) -> None:
+    env = emulator_environment_without_enos()
+    version = run_cli("--version", env=env, cwd=tmp_path)
+    assert version.returncode == 0 and re.fullmatch(
+        r"flowinst-etl \d+\.\d+\.\d+\S*\n", version.stdout
+    )
+    demo = run_cli("demo", "--help", env=env, cwd=tmp_path)
+    assert "instances per emulated day (default 400)" in " ".join(demo.stdout.split())
+    assert "how many days up to yesterday (default 7)" in " ".join(demo.stdout.split())
+
+
+def test_a_failing_day_is_one_line_without_a_traceback(emulator: Emulator, tmp_path: Path) -> None:
+    window = day_window(FIRST, zone("UTC"))
+    emulator.reconfigure(failing_window_ms=(window.start_ms, window.end_ms))
+    try:
+        done = run_cli(
+            *backfill_args(FIRST, LAST, tmp_path / "out"),
+            env=emulator_environment(emulator, ENOS_MAX_RETRIES="1"),
+            cwd=tmp_path,
+        )
+    finally:
+        emulator.reconfigure(failing_window_ms=None)
+    assert done.returncode == 1, describe(done)
+    lines = stderr_lines(done)
+    assert lines == [f"{FIRST} failed: {lines[0].split(': ', 1)[1]}"], describe(done)
+    assert "EnOS error 62109" in lines[0]
+    assert_days_exact(emulator, tmp_path / "out", [FIRST + timedelta(days=1), LAST], "UTC")
+
+
+def test_warnings_show_as_one_line_each_while_the_run_goes_on(tmp_path: Path) -> None:
+    config = EmulatorConfig(
+        seed=5, start_day=FIRST, end_day=LAST, per_day=30, clock_skew_ms=120_000
+    )
+    with Emulator(config) as skewed:
+        done = run_cli(
+            *backfill_args(FIRST, FIRST, tmp_path / "out"),
+            env=emulator_environment(skewed),
+            cwd=tmp_path,
+        )
+    assert done.returncode == 0, describe(done)
+    assert stderr_lines(done) == [
+        "flowinst-etl: warning: the gateway's clock is +120 s off ours; signatures may be refused"
+    ], describe(done)
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_exits_130_and_lists_the_committed_days(
+    tmp_path: Path, sent: signal.Signals
+) -> None:
+    first, last = date(2026, 11, 1), date(2026, 11, 20)
+    config = EmulatorConfig(seed=6, start_day=first, end_day=last, per_day=40, latency_ms=60)
+    root = tmp_path / "out"
+    with Emulator(config) as slow:
+        process = subprocess.Popen(
+            cli_command(*backfill_args(first, last, root, "--workers", "1")),
+            env={**emulator_environment(slow), "PYTHONPATH": str(REPOSITORY)},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            while not list(root.glob("flow_instances/*/_manifest.json")):
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.05)
+            process.send_signal(sent)
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            process.kill()
+        done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        assert done.returncode == 130, describe(done)
+        lines = stderr_lines(done)
+        assert len(lines) == 1 and lines[0].startswith("flowinst-etl: interrupted: "), describe(
+            done
+        )
+        listed = [date.fromisoformat(day) for day in re.findall(r"\d{4}-\d{2}-\d{2}", lines[0])]
+        assert listed and listed[-1] < last, describe(done)
+        on_disk = sorted(
+            date.fromisoformat(path.parent.name.split("=")[1])
+            for path in root.glob("flow_instances/*/_manifest.json")
+        )
+        assert listed == on_disk
+        assert_days_exact(slow, root, listed, "UTC")
+    leftovers = [path for path in root.rglob("*") if path.name.startswith(".")]
+    assert not leftovers, leftovers
+
+
+def test_demo_runs_the_main_job_and_its_hints_work(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**emulator_environment_without_enos(), "DAGSTER_HOME": str(home)}
+    done = run_cli("demo", "--days", "2", "--per-day", "60", env=env, cwd=tmp_path)
+    assert done.returncode == 0, describe(done)
+    # the days come from the demo's own output, so a run across midnight reads the right ones
+    found = re.search(r"backfilling (\S+) \.\. (\S+)", done.stdout)
+    assert found, done.stdout
+    first, last = (date.fromisoformat(day) for day in found.groups())
+    assert (last - first).days == 1
+    for day in (first, last):
+        assert len(read_table("flow_instances", str(tmp_path / "data"), day, day)) > 0
+    hint = next(line.strip() for line in done.stdout.splitlines() if " -c " in line)
+    printed = subprocess.run(
+        hint, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert printed.returncode == 0 and str(last) in printed.stdout, printed.stderr
+    commands = re.findall(r"^  (\S+) (?:emulator|dev)\b", done.stdout, re.MULTILINE)
+    assert len(commands) == 2 and all(Path(tmp_path, c).is_file() for c in commands), commands
+    assert f"--days {example_start_date()}:0" in done.stdout
+    # the materialisations are in DAGSTER_HOME, where `dagster dev` shows them
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        materialized = instance.get_materialized_partitions(dg.AssetKey("flow_instances"))
+    assert {first.isoformat(), last.isoformat()} <= set(materialized)
+
+
+def example_start_date() -> str:
+    """FLOWINST_START_DATE of .env.example: the first day of every example."""
+    found = re.search(
+        r"^FLOWINST_START_DATE=(\S+)$", (REPOSITORY / ".env.example").read_text(), re.M
+    )
+    assert found, "FLOWINST_START_DATE missing from .env.example"
+    return found.group(1)
+
+
+def test_readme_and_env_example_use_days_from_the_first_partition_day() -> None:
+    start = example_start_date()
+    env_example = (REPOSITORY / ".env.example").read_text()
+    readme = (REPOSITORY / "README.md").read_text()
+    examples = env_example + "".join(re.findall(r"```.*?```", readme, re.DOTALL))
+    days = set(re.findall(r"\b20\d\d-\d\d-\d\d\b", examples))
+    assert min(days) == start, sorted(days)
+    assert f"--days {start}:0" in env_example and f"--days {start}:0" in readme

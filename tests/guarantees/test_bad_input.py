@@ -147,7 +147,7 @@ EXIT_2 = {
     ),
     "FLOWINST_START_DATE invalid": Case("invalid date 'soon'", {"FLOWINST_START_DATE": "soon"}),
     "--workers 0": Case(
-        "FLOWINST_MAX_WORKERS 0 is outside 1..64",
+        "argument --workers: 0 is outside 1..64",
         argv=backfill(str(DAY), str(NEXT), "--workers", "0"),
     ),
     # dates and timezones

@@ -1,0 +1,90 @@
+"""Checks a run makes before it calls the gateway: the days, the dataset root, Dagster's home.
+
+Each check raises ``ConfigError`` with one sentence naming the setting or flag at fault, so the
+command line can refuse with exit 2 before anything is extracted or written.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+from flowinst_etl.config import PipelineSettings, optional_setting
+from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.windows import zone
+
+
+def check_days(first: date, last: date, settings: PipelineSettings) -> None:
+    """``first``..``last`` is a range of finished partition days that Dagster knows.
+
+    Raises:
+        ConfigError: START after END, START before ``FLOWINST_START_DATE`` (Dagster's first
+            partition), or END not over yet in the partition timezone.
+    """
+    if first > last:
+        raise ConfigError(f"START {first} is after END {last}")
+    if first < settings.start_date:
+        raise ConfigError(
+            f"START {first} is before FLOWINST_START_DATE {settings.start_date}, the first "
+            f"partition day: start at {settings.start_date} or set FLOWINST_START_DATE earlier"
+        )
+    today = datetime.now(zone(settings.timezone)).date()
+    if last >= today:
+        raise ConfigError(
+            f"END {last} is not over yet in {settings.timezone}; "
+            f"the last complete day is {today - timedelta(days=1)}"
+        )
+
+
+def check_data_root(root: str, name: str) -> None:
+    """The dataset root can take a write: a writable local directory (or one that can be
+    created), or a bucket that exists and answers. Nothing is created.
+
+    Args:
+        root: a local path or an fsspec URL such as ``s3://bucket/prefix``.
+        name: how the user set it (``--data-dir`` or ``FLOWINST_DATA_DIR``), for the message.
+
+    Raises:
+        ConfigError: the root cannot hold the dataset, with the reason.
+    """
+    try:
+        fs, path = url_to_fs(root)
+    except (ImportError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{name} {root!r} cannot be opened: {exc}") from exc
+    if isinstance(fs, LocalFileSystem):
+        _check_local_root(Path(path), root, name)
+        return
+    bucket = path.strip("/").split("/", 1)[0]
+    try:
+        found = fs.exists(bucket)
+    except Exception as exc:  # each filesystem raises its own errors; any of them means unusable
+        raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not answer: {exc}") from exc
+    if not found:
+        raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not exist or is not visible")
+
+
+def _check_local_root(path: Path, root: str, name: str) -> None:
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"is inside {existing}, which is a file"
+        raise ConfigError(f"{name} {root!r} {what}: give a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" (its nearest existing folder {existing} is not)"
+        raise ConfigError(f"{name} {root!r} is not writable{where}")
+
+
+def check_dagster_home() -> None:
+    """``DAGSTER_HOME``, when set, is an existing directory (Dagster records runs there).
+
+    Raises:
+        ConfigError: it is set to something else.
+    """
+    home = optional_setting("DAGSTER_HOME")
+    if home is not None and not Path(home).is_dir():
+        raise ConfigError(
+            f"DAGSTER_HOME {home!r} is not a directory: create it (mkdir -p {home}) or unset it"
+        )
