@@ -251,10 +251,13 @@ def test_a_failing_day_is_one_line_without_a_traceback(emulator: Emulator, tmp_p
     window = day_window(FIRST, zone("UTC"))
     emulator.reconfigure(failing_window_ms=(window.start_ms, window.end_ms))
     try:
-        done = run_cli(
-            *backfill_args(FIRST, LAST, tmp_path / "out"),
-            env=emulator_environment(emulator, ENOS_MAX_RETRIES="1"),
-            cwd=tmp_path,
+        done, verbose = (
+            run_cli(
+                *backfill_args(FIRST, LAST, tmp_path / "out", *options),
+                env=emulator_environment(emulator, ENOS_MAX_RETRIES="1"),
+                cwd=tmp_path,
+            )
+            for options in ([], ["--verbose"])
         )
     finally:
         emulator.reconfigure(failing_window_ms=None)
@@ -263,6 +266,7 @@ def test_a_failing_day_is_one_line_without_a_traceback(emulator: Emulator, tmp_p
     assert lines == [f"{FIRST} failed: {lines[0].split(': ', 1)[1]}"], describe(done)
     assert "EnOS error 62109" in lines[0]
     assert_days_exact(emulator, tmp_path / "out", [FIRST + timedelta(days=1), LAST], "UTC")
+    assert verbose.returncode == 1 and 'File "' in verbose.stderr, describe(verbose)
 
 
 def test_warnings_show_as_one_line_each_while_the_run_goes_on(tmp_path: Path) -> None:
