@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
@@ -47,24 +48,31 @@ def run_backfill(
         },
         raise_on_error=False,
     )
-    if any(_INTERRUPTED in error for error in _errors(result)):
+    if any(error.cls_name == _INTERRUPTED for chain in _failures(result) for error in chain):
         raise KeyboardInterrupt
     return result
 
 
 def run_error(result: dg.ExecuteInProcessResult) -> str | None:
-    """The message of the first step failure of a run, if any."""
-    return next(iter(_errors(result)), None)
+    """What stopped a run: the innermost cause of its first step failure, if any."""
+    for chain in _failures(result):
+        return " ".join(chain[-1].message.split())
+    return None
 
 
-def _errors(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [
-        f"{failure.error.cls_name}: {failure.error.message}"
-        for event in result.all_events
-        if event.is_step_failure
-        and (failure := event.step_failure_data) is not None
-        and failure.error is not None
-    ]
+def _failures(result: dg.ExecuteInProcessResult) -> list[list[Any]]:
+    """Each step failure's error followed by its causes."""
+    chains = []
+    for event in result.all_events:
+        failure = event.step_failure_data if event.is_step_failure else None
+        error = failure.error if failure is not None else None
+        chain = []
+        while error is not None:
+            chain.append(error)
+            error = error.cause
+        if chain:
+            chains.append(chain)
+    return chains
 
 
 def _has_dagster_home() -> bool:
