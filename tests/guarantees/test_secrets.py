@@ -210,7 +210,7 @@ def test_tls_verification_is_on_unless_turned_off_with_a_warning(
         cwd=tmp_path,
     )
     assert off.returncode == 0, describe(off)
-    warning = "WARNING flowinst_etl.gateway.transport: TLS certificate verification is OFF"
+    warning = "flowinst-etl: warning: TLS certificate verification is OFF"
     assert warning in off.stderr
     settings = replace(EnosSettings.from_env(required), verify_tls=False)
     with caplog.at_level(logging.WARNING):
