@@ -20,6 +20,7 @@ from pipelines.partitions import daily_partitions
 from pipelines.resources import run_resources
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tests.pipelines.conftest import FIRST_DAY
+from tests.pipelines.test_check_history import assert_every_check_resolved_on_its_day
 from tests.support import day_truth, expected_rows
 
 TIMEZONE = "Asia/Shanghai"
@@ -166,3 +167,4 @@ def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     for day in days:
         assert_day_matches_truth(enos_env, tmp_path, day)
+    assert_every_check_resolved_on_its_day(tmp_path / "dagster_home", days)
