@@ -3,9 +3,6 @@ days runs as one run (``dagster asset materialize --partition-range``: ``test_as
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,7 +14,8 @@ from flowinst_etl.config import PipelineSettings
 from flowinst_etl.emulator import Emulator
 from pipelines.checks import day_checks
 from pipelines.partitions import daily_partitions
-from tests.pipelines.conftest import FIRST_DAY
+from tests.pipelines.conftest import FIRST_DAY, enos_environment
+from tests.test_cli import run_cli
 
 DAYS = [FIRST_DAY + timedelta(days=n) for n in range(3)]
 #: The checks of the code location, named as the README lists them.
@@ -61,29 +59,22 @@ def assert_every_check_resolved_on_its_day(home: Path, days: list[date]) -> None
         assert history[(asset, check, "none")] == [], (asset, check, "a result on no partition")
 
 
-def run(command: list[str], home: Path, root: Path) -> subprocess.CompletedProcess[str]:
+def test_a_cli_backfill_resolves_every_check_of_every_day(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
     home.mkdir()
-    settings = {
-        "FLOWINST_DATA_DIR": str(root),
-        "FLOWINST_TIMEZONE": "UTC",
-        "FLOWINST_START_DATE": FIRST_DAY.isoformat(),
-        "DAGSTER_HOME": str(home),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", *command],
-        env={**os.environ, **settings},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    settings = {"DAGSTER_HOME": str(home), "FLOWINST_START_DATE": FIRST_DAY.isoformat()}
+
+    done = run_cli(
+        "backfill",
+        DAYS[0].isoformat(),
+        DAYS[-1].isoformat(),
+        "--data-dir",
+        str(tmp_path / "data"),
+        env={**enos_environment(emulator), **settings},
+        cwd=tmp_path,
     )
 
-
-def test_a_cli_backfill_resolves_every_check_of_every_day(
-    enos_env: Emulator, tmp_path: Path
-) -> None:
-    command = ["flowinst_etl.cli", "backfill", DAYS[0].isoformat(), DAYS[-1].isoformat()]
-    done = run(command, tmp_path / "home", tmp_path / "data")
-
     assert done.returncode == 0, done.stderr[-2000:]
-    assert_every_check_resolved_on_its_day(tmp_path / "home", DAYS)
+    assert_every_check_resolved_on_its_day(home, DAYS)
