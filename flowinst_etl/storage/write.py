@@ -239,8 +239,8 @@ def _committed_files(store: Store, day: date) -> set[str]:
 
 def _tidy(store: Store, day: date) -> None:
     """Remove the day's staging and every file in its partition folders that no commit names;
-    a partition folder left empty goes too. Run under the day's lock."""
-    store.remove([store.staging(day)])
+    a partition folder left empty goes too. Run under the day's lock. The staging folder goes
+    last: while it is there, :func:`repair` knows the day may need tidying."""
     kept = _committed_files(store, day)
     for name in TABLES:
         folder = store.folder(name, day)
@@ -248,6 +248,7 @@ def _tidy(store: Store, day: date) -> None:
         store.remove([path for path in present if path not in kept])
         if present and store.local and not store.listing(folder):
             store.remove([folder])
+    store.remove([store.staging(day)])
 
 
 def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> list[date]:
