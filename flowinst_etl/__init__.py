@@ -22,7 +22,7 @@ from flowinst_etl.exceptions import (
 from flowinst_etl.extract import Extraction, Extractor, Reconciliation
 from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import DayResult, load_days
-from flowinst_etl.store import read_manifest, read_table, write_day, written_days
+from flowinst_etl.store import dataset, read_manifest, read_table, write_day, written_days
 from flowinst_etl.tables.flatten import FlowTables, flatten_instances
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import Window, day_window
@@ -48,6 +48,7 @@ __all__ = [
     "StoreError",
     "TransportError",
     "Window",
+    "dataset",
     "day_window",
     "flatten_instances",
     "load_days",

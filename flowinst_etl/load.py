@@ -14,7 +14,7 @@ from typing import Any
 from flowinst_etl.exceptions import FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
 from flowinst_etl.interrupts import deferred_interrupts
-from flowinst_etl.store import write_day
+from flowinst_etl.store import repair, write_day
 from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.windows import day_window
 
@@ -60,7 +60,12 @@ def load_days(
 
     Yields:
         One result per day, as soon as the day is committed or has failed.
+
+    Raises:
+        StoreError: what earlier crashed writes left under ``root`` could not be removed.
     """
+    for day in repair(root, storage_options=storage_options):
+        log.warning("removed what an unfinished write of %s left", day)
     windows = {day_window(day, partition_tz): day for day in days}
     server_tz = extractor.client.server_timezone()
     facts = {"clock_skew_ms": _noted_clock_skew(extractor)}

@@ -3,9 +3,6 @@ them, and so can a notebook)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import pandas as pd
 
 
@@ -21,15 +18,21 @@ def orphan_instance_ids(instances: pd.DataFrame, children: pd.DataFrame) -> list
     return sorted(set(children["instance_id"].tolist()) - known)
 
 
-def reconciliation_mismatch(
-    instances: pd.DataFrame, manifest: Mapping[str, Any] | None
-) -> str | None:
-    """Why the rows written disagree with the reconciled count, or None if they agree."""
-    if manifest is None:
-        return "the partition has no manifest"
-    expected = manifest.get("reconciliation", {}).get("instances")
-    if expected is None:
-        return "the manifest has no reconciled instance count"
-    if int(expected) != len(instances):
-        return f"{len(instances)} rows written, {expected} instances extracted"
-    return None
+def task_count_mismatches(instances: pd.DataFrame, tasks: pd.DataFrame) -> dict[str, str]:
+    """Instances whose ``task_count`` differs from their rows in ``flow_instance_tasks``, as
+    ``{instance_id: "<count> counted, <rows> rows"}``.
+
+    ``task_count`` is read from ``flow_instances`` and the task rows from another file, so a
+    day whose tables come from different writes, or a graph exploded only in part, is caught.
+    An instance without a readable graph (null ``task_count``) must have no task rows.
+    """
+    rows = tasks.groupby("instance_id", sort=False).size()
+    counted = instances.set_index("instance_id")["task_count"]
+    found = {}
+    for instance_id in sorted(set(counted.index) | set(rows.index)):
+        count = counted.get(instance_id)
+        expected = 0 if count is None or pd.isna(count) else int(count)
+        actual = int(rows.get(instance_id, 0))
+        if expected != actual:
+            found[str(instance_id)] = f"{expected} counted, {actual} rows"
+    return found

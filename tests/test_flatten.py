@@ -16,7 +16,6 @@ from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.model import FoundInstance
 from flowinst_etl.tables.flatten import FlowTables, flatten_instances
 from flowinst_etl.tables.schema import TABLES
-from flowinst_etl.windows import server_time_to_utc
 from tests.fixtures.enos_records import (
     EXTRACTED_AT,
     GMT8,
@@ -224,6 +223,33 @@ def test_one_odd_graph_does_not_change_the_rows_of_the_others() -> None:
     assert mixed.tasks["task_id"].tolist()[-1] == 7
 
 
+def test_a_large_id_stays_exact_beside_an_id_sent_as_a_float() -> None:
+    large = _with_graph('{"tasks": [{"taskId": 9007199254740993}]}', 9001)
+    as_float = _with_graph('{"tasks": [{"taskId": 5.0}]}', 9002)
+
+    together = flatten([large, as_float])
+
+    assert together.tasks["task_id"].tolist() == [9007199254740993, 5]
+    assert flatten([large]).tasks["task_id"].tolist() == [9007199254740993]
+
+
+def test_an_id_sent_as_a_float_beyond_2_53_is_refused_not_rounded() -> None:
+    tables = flatten([_with_graph('{"tasks": [{"taskId": 9007199254740993.0}]}', 9001)])
+
+    assert "taskId" in tables.instances["graph_error"][0] and tables.tasks.empty
+
+
+def test_nan_and_infinity_are_written_as_null_and_noted() -> None:
+    odd = record(3001, parameters=[1, float("nan")], calDt={"ratio": float("inf")})
+
+    row = flatten([odd]).instances.iloc[0]
+
+    assert row["parameters"] == "[1, null]" and row["extra"] == '{"calDt": {"ratio": null}}'
+    assert row["record_error"] == (
+        "parameters: 1 NaN or Infinity written as null; extra: 1 NaN or Infinity written as null"
+    )
+
+
 def test_a_graph_given_as_an_object_is_read_and_kept_as_text() -> None:
     as_object = graph(3001, "20190812080722", 2)
     tables = flatten([record(3001, graph=as_object)])
@@ -395,7 +421,8 @@ TIMES = [
 def test_times_match_the_scalar_reference(tz: timezone) -> None:
     tables = flatten([record(3001, timestamp=text) for text in TIMES], tz=tz)
 
-    expected = [pd.Timestamp(server_time_to_utc(text, tz)).floor("ms") for text in TIMES]
+    # pandas reads the wall times independently of the product's parser.
+    expected = [pd.Timestamp(text, tz=tz).tz_convert("UTC").floor("ms") for text in TIMES]
     assert tables.instances["created_at"].tolist() == expected
 
 

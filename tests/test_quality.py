@@ -7,10 +7,10 @@ import pandas as pd
 from flowinst_etl.quality import (
     duplicate_instance_ids,
     orphan_instance_ids,
-    reconciliation_mismatch,
+    task_count_mismatches,
 )
 
-INSTANCES = pd.DataFrame({"instance_id": ["1-a", "2-a", "3-a"]})
+INSTANCES = pd.DataFrame({"instance_id": ["1-a", "2-a", "3-a"], "task_count": [2, 0, None]})
 
 
 def test_unique_ids_pass_and_duplicates_are_named() -> None:
@@ -25,10 +25,12 @@ def test_children_must_belong_to_instances_of_the_day() -> None:
     assert orphan_instance_ids(INSTANCES, strays) == ["9-z"]
 
 
-def test_rows_must_match_the_reconciled_count() -> None:
-    assert reconciliation_mismatch(INSTANCES, {"reconciliation": {"instances": 3}}) is None
-    assert "3 rows written, 4 instances" in str(
-        reconciliation_mismatch(INSTANCES, {"reconciliation": {"instances": 4}})
-    )
-    assert reconciliation_mismatch(INSTANCES, None) == "the partition has no manifest"
-    assert "no reconciled" in str(reconciliation_mismatch(INSTANCES, {"reconciliation": {}}))
+def test_task_rows_must_match_each_instances_task_count() -> None:
+    assert task_count_mismatches(INSTANCES, pd.DataFrame({"instance_id": ["1-a", "1-a"]})) == {}
+    assert task_count_mismatches(INSTANCES, pd.DataFrame({"instance_id": ["1-a"]})) == {
+        "1-a": "2 counted, 1 rows"
+    }
+    unreadable = pd.DataFrame({"instance_id": ["1-a", "1-a", "3-a"]})
+    assert task_count_mismatches(INSTANCES, unreadable) == {"3-a": "0 counted, 1 rows"}
+    stray = pd.DataFrame({"instance_id": ["1-a", "1-a", "9-z"]})
+    assert task_count_mismatches(INSTANCES, stray) == {"9-z": "0 counted, 1 rows"}

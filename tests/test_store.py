@@ -1,7 +1,9 @@
-"""The Parquet store: pinned schemas on disk, atomic and idempotent days, manifests, reads, S3."""
+"""The Parquet store: pinned schemas on disk, one commit per day, manifests, reads, migration
+from the old layout, S3."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from typing import Any, NamedTuple
 
 import boto3
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +23,14 @@ from moto.server import ThreadedMotoServer
 
 from flowinst_etl.exceptions import ConfigError, StoreError
 from flowinst_etl.model import FoundInstance
-from flowinst_etl.store import read_manifest, read_table, write_day, written_days
+from flowinst_etl.store import (
+    dataset,
+    read_manifest,
+    read_table,
+    repair,
+    write_day,
+    written_days,
+)
 from flowinst_etl.tables.flatten import FlowTables, flatten_instances
 from flowinst_etl.tables.schema import TABLES, schema_fingerprint
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
@@ -50,26 +60,30 @@ def listing(root: Path, day: date) -> dict[str, list[str]]:
     return {table: sorted(os.listdir(folder(root, table, day))) for table in TABLES}
 
 
+def only_committed_files(root: Path, day: date) -> bool:
+    """Each table's folder holds exactly the file its commit names, and nothing is staged."""
+    named = {table: [read_manifest(str(root), table, day)["file"]] for table in TABLES}  # type: ignore[index]
+    staged = [p for p in (root / "_flowinst" / "staging").rglob("*") if p.is_file()]
+    return listing(root, day) == named and not staged
+
+
 def test_every_file_has_the_pinned_schema(tmp_path: Path) -> None:
     days = {
         date(2019, 8, 12): tables_of(12),
         date(2019, 8, 13): tables_of(0),
         date(2019, 8, 14): sparse_tables(),
     }
-    for day, tables in days.items():
-        write_day(str(tmp_path), day, tables.as_dict(), RECONCILIATION)
+    paths = {
+        day: write_day(str(tmp_path), day, tables.as_dict(), RECONCILIATION).paths
+        for day, tables in days.items()
+    }
 
     for table, schema in TABLES.items():
         for day in days:
-            on_disk = pq.read_schema(folder(tmp_path, table, day) / "part-0.parquet")
+            on_disk = pq.read_schema(paths[day][table])
             assert on_disk.equals(schema, check_metadata=False), (table, day)
             assert b"pandas" not in (on_disk.metadata or {})
-    assert (
-        pq.read_metadata(
-            folder(tmp_path, "flow_instances", date(2019, 8, 13)) / "part-0.parquet"
-        ).num_rows
-        == 0
-    )
+    assert pq.read_metadata(paths[date(2019, 8, 13)]["flow_instances"]).num_rows == 0
     sparse = read_table("flow_instance_tasks", str(tmp_path), "2019-08-14", "2019-08-14")
     assert len(sparse) == 3 and sparse["task_id"].isna().all()
 
@@ -80,7 +94,7 @@ def test_a_day_reads_back_as_written(tmp_path: Path) -> None:
 
     assert written.rows == {name: len(frame) for name, frame in tables.as_dict().items()}
     assert written.paths["flow_instances"] == str(
-        folder(tmp_path, "flow_instances", DAY) / "part-0.parquet"
+        folder(tmp_path, "flow_instances", DAY) / f"part-{written.write_id}.parquet"
     )
     for name, frame in tables.as_dict().items():
         back = read_table(name, str(tmp_path), DAY, DAY)
@@ -105,17 +119,16 @@ def test_rewriting_a_day_replaces_it(tmp_path: Path) -> None:
     root = str(tmp_path)
     write_day(root, DAY, tables_of(12).as_dict(), RECONCILIATION)
     stale = folder(tmp_path, "flow_instances", DAY)
-    (stale / "part-1.parquet").write_bytes(b"an older layout")
-    (stale / ".part-0.parquet.dead.tmp").write_bytes(b"a crashed write")
+    (stale / "part-1.parquet").write_bytes(b"a file no commit names")
+    (stale / ".part-0.parquet.dead.tmp").write_bytes(b"a crashed write of the old layout")
 
     write_day(root, DAY, tables_of(12).as_dict(), RECONCILIATION)
-    write_day(root, DAY, tables_of(12).as_dict(), RECONCILIATION)
+    last = write_day(root, DAY, tables_of(12).as_dict(), RECONCILIATION)
 
     assert read_table("flow_instances", root)["instance_id"].is_unique
     assert len(read_table("flow_instances", root)) == 12
-    assert all(
-        names == ["_manifest.json", "part-0.parquet"] for names in listing(tmp_path, DAY).values()
-    )
+    assert listing(tmp_path, DAY) == {t: [f"part-{last.write_id}.parquet"] for t in TABLES}
+    assert only_committed_files(tmp_path, DAY)
 
 
 def test_a_table_that_does_not_fit_leaves_the_previous_day_intact(tmp_path: Path) -> None:
@@ -134,9 +147,7 @@ def test_a_table_that_does_not_fit_leaves_the_previous_day_intact(tmp_path: Path
     for name in TABLES:
         pd.testing.assert_frame_equal(read_table(name, root), before[name])
         assert read_manifest(root, name, DAY) == manifests[name]
-    assert all(
-        names == ["_manifest.json", "part-0.parquet"] for names in listing(tmp_path, DAY).values()
-    )
+    assert only_committed_files(tmp_path, DAY)
 
 
 CRASHING_WRITER = """
@@ -151,14 +162,14 @@ from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 
 root = sys.argv[1]
 tables = flatten_instances(day_records(5), GMT8, EXTRACTED_AT).as_dict()
-staging = Path(root, "flow_instances", "trigger_date=2019-08-12")
+staging = Path(root, "_flowinst", "staging", "2019-08-12")
 
 class DiesOnRelations(Mapping):
     # The process dies when the relations table is asked for, once the instances are staged.
     def __getitem__(self, name):
         if name == "flow_instance_relations":
             deadline = time.monotonic() + 10
-            while not list(staging.glob(".part-0.parquet.*.tmp")) and time.monotonic() < deadline:
+            while not list(staging.glob("*/flow_instances/part-*")) and time.monotonic() < deadline:
                 time.sleep(0.01)
             os._exit(3)
         return tables[name]
@@ -184,28 +195,23 @@ def test_a_crash_before_publishing_leaves_the_previous_day_readable(tmp_path: Pa
     )
 
     assert crash.returncode == 3, crash.stderr
-    leftovers = [
-        p.name
-        for p in tmp_path.rglob("*")
-        if p.name not in ("_manifest.json", "part-0.parquet") and p.is_file()
-    ]
-    assert leftovers and all(name.startswith(".") for name in leftovers)
+    staged = list((tmp_path / "_flowinst" / "staging").rglob("*.parquet"))
+    assert staged, "the crash came before anything was staged: the test proves nothing"
     pd.testing.assert_frame_equal(read_table("flow_instances", root), before)
-    dataset = ds.dataset(tmp_path / "flow_instances", format="parquet", partitioning="hive")
-    assert dataset.count_rows() == 12
+    assert ds.dataset(tmp_path / "flow_instances", format="parquet").count_rows() == 12
     assert read_manifest(root, "flow_instances", DAY)["reconciliation"] == RECONCILIATION
+    assert only_committed_files(tmp_path, DAY) is False, "the staged files are still there"
 
     write_day(root, DAY, tables_of(12).as_dict(), RECONCILIATION)
-    assert all(
-        names == ["_manifest.json", "part-0.parquet"] for names in listing(tmp_path, DAY).values()
-    )
+    assert only_committed_files(tmp_path, DAY)
 
 
 def test_read_table_opens_only_the_days_asked_for(tmp_path: Path) -> None:
     root = str(tmp_path)
     for day in (date(2019, 8, 11), date(2019, 8, 12), date(2019, 8, 13), date(2019, 8, 14)):
         write_day(root, day, tables_of(3, day.isoformat()).as_dict(), RECONCILIATION)
-    (folder(tmp_path, "flow_instances", date(2019, 8, 14)) / "part-0.parquet").write_bytes(b"junk")
+    [committed] = folder(tmp_path, "flow_instances", date(2019, 8, 14)).iterdir()
+    committed.write_bytes(b"junk")
 
     middle = read_table(
         "flow_instances", root, "2019-08-12", date(2019, 8, 13), columns=["instance_id"]
@@ -295,7 +301,7 @@ def test_a_day_round_trips_through_s3(s3: S3) -> None:
     written = write_day(s3.root, DAY, tables.as_dict(), RECONCILIATION, storage_options=s3.options)
     write_day(s3.root, next_day, tables_of(0).as_dict(), RECONCILIATION, storage_options=s3.options)
 
-    part = "flow_instances/trigger_date=2019-08-12/part-0.parquet"
+    part = f"flow_instances/trigger_date=2019-08-12/part-{written.write_id}.parquet"
     assert written.paths["flow_instances"] == f"{s3.root}/{part}"
     back = read_table("flow_instance_tasks", s3.root, DAY, DAY, storage_options=s3.options)
     pd.testing.assert_frame_equal(back.drop(columns="trigger_date"), tables.tasks)
@@ -307,4 +313,78 @@ def test_a_day_round_trips_through_s3(s3: S3) -> None:
         Bucket="flowinst", Prefix="dataset/flow_instances/trigger_date=2019-08-12/"
     )
     names = sorted(item["Key"].rsplit("/", 1)[1] for item in listed["Contents"])
-    assert names == ["_manifest.json", "part-0.parquet"]
+    assert names == [f"part-{written.write_id}.parquet"]
+    staged = s3.client.list_objects_v2(Bucket="flowinst", Prefix="dataset/_flowinst/staging/")
+    assert "Contents" not in staged
+
+
+def write_old_layout(root: Path, day: date, tables: FlowTables) -> None:
+    """A day as the previous version wrote it: ``part-0.parquet`` beside a ``_manifest.json``."""
+    for name, frame in tables.as_dict().items():
+        partition = folder(root, name, day)
+        partition.mkdir(parents=True)
+        table = pa.Table.from_pandas(frame, preserve_index=False).cast(TABLES[name])
+        pq.write_table(table.replace_schema_metadata(None), partition / "part-0.parquet")
+        manifest = {
+            "table": name,
+            "trigger_date": day.isoformat(),
+            "rows": len(frame),
+            "schema_fingerprint": schema_fingerprint(TABLES[name]),
+            "file": "part-0.parquet",
+            "written_at": "2026-01-01T00:00:00.000+00:00",
+            "write_id": "0" * 32,
+            "reconciliation": {"instances": len(tables.instances)},
+        }
+        (partition / "_manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_root_of_the_old_layout_is_read_and_rewritten_without_a_duplicate_day(
+    tmp_path: Path,
+) -> None:
+    root = str(tmp_path)
+    old_day, kept_day = date(2019, 8, 12), date(2019, 8, 13)
+    write_old_layout(tmp_path, old_day, tables_of(4))
+    write_old_layout(tmp_path, kept_day, tables_of(2, "2019-08-13"))
+
+    assert written_days(root, "flow_instances") == [old_day, kept_day]
+    assert len(read_table("flow_instances", root)) == 6
+    assert read_manifest(root, "flow_instance_tasks", old_day)["file"] == "part-0.parquet"  # type: ignore[index]
+
+    written = write_day(root, old_day, tables_of(5).as_dict(), RECONCILIATION)
+
+    days = read_table("flow_instances", root)["trigger_date"].value_counts().to_dict()
+    assert days == {old_day: 5, kept_day: 2}
+    assert listing(tmp_path, old_day) == {t: [f"part-{written.write_id}.parquet"] for t in TABLES}
+    assert listing(tmp_path, kept_day) == {t: ["_manifest.json", "part-0.parquet"] for t in TABLES}
+    assert written_days(root, "flow_instances") == [old_day, kept_day]
+    assert dataset("flow_instances", root).count_rows() == 7
+
+
+def test_dataset_is_the_committed_files_with_a_date_partition(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    for day in (date(2019, 8, 12), date(2019, 8, 13)):
+        write_day(root, day, tables_of(3, day.isoformat()).as_dict(), RECONCILIATION)
+    stray = folder(tmp_path, "flow_instances", date(2019, 8, 13)) / "part-stray.parquet"
+    pq.write_table(pq.read_table(next(stray.parent.iterdir())), stray)
+
+    whole = dataset("flow_instances", root)
+    second = whole.to_table(filter=ds.field("trigger_date") == date(2019, 8, 13))
+
+    assert whole.schema.field("trigger_date").type == pa.date32()
+    assert whole.count_rows() == 6 and second.num_rows == 3
+    assert dataset("flow_instances", root, start="2019-08-13").count_rows() == 3
+    assert str(stray) not in whole.files
+
+
+def test_a_crashed_publish_is_repaired_by_the_next_write(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    write_day(root, DAY, tables_of(3).as_dict(), RECONCILIATION)
+    # What a publish killed after moving one table's file leaves: a file no commit names, and
+    # the write's staging folder.
+    left = folder(tmp_path, "flow_instances", DAY) / "part-crashed.parquet"
+    left.write_bytes(next(left.parent.iterdir()).read_bytes())
+    (tmp_path / "_flowinst" / "staging" / DAY.isoformat() / "crashed").mkdir(parents=True)
+    assert len(read_table("flow_instances", root)) == 3
+
+    assert repair(root) == [DAY]
+    assert only_committed_files(tmp_path, DAY) and repair(root) == []

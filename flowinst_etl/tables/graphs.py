@@ -268,11 +268,10 @@ def _fast_cast(values: pa.Array, kind: Kind) -> pa.Array:
     if values.type == kind.arrow:
         return values
     source = values.type
+    # A column inferred as floating point has lost the digits of ids beyond 2**53 (one graph
+    # with an id like 5.0 is enough): only the graph-by-graph reading keeps them exact.
     if not kind.bits or not (
-        pa.types.is_integer(source)
-        or pa.types.is_floating(source)
-        or pa.types.is_null(source)
-        or pa.types.is_string(source)
+        pa.types.is_integer(source) or pa.types.is_null(source) or pa.types.is_string(source)
     ):
         raise Refused
     if (

@@ -26,10 +26,12 @@ from flowinst_etl.tables.values import (
     JSON_TEXT,
     TEXT,
     Errors,
+    Invalid,
     Kind,
     Refused,
     brief,
     converted,
+    standard_json,
     to_array,
 )
 from flowinst_etl.windows import server_time_to_utc
@@ -144,7 +146,7 @@ def _utc(texts: list[str | None], server_tz: tzinfo, label: str, errors: Errors)
     if offset is not None:
         try:
             return _utc_vectorised(texts, offset)
-        except (Refused, pa.ArrowInvalid):
+        except (Refused, pa.ArrowInvalid, UnicodeEncodeError):
             pass
     out: list[datetime | None] = []
     for row, text in enumerate(texts):
@@ -169,15 +171,19 @@ def _utc_vectorised(texts: list[str | None], offset: timedelta) -> pa.Array:
     return floored.cast(pa.timestamp("ms")).cast(UTC_MS)
 
 
-def _extra(record: dict[Any, Any]) -> str | None:
-    """Record fields this version has no column for, as JSON text, so new fields are kept."""
+def _extra(record: dict[Any, Any], row: int, errors: Errors) -> str | None:
+    """Record fields this version has no column for, as standard JSON text, so new fields are
+    kept; NaN and infinities become null (noted), values JSON cannot hold their ``repr``."""
     unknown = record.keys() - _KNOWN_KEYS
     if not unknown:
         return None
     extra = {str(key): record[key] for key in unknown}
     try:
-        return json.dumps(extra, ensure_ascii=False, sort_keys=True, default=repr)
-    except (TypeError, ValueError, RecursionError):
+        return standard_json(extra, sort_keys=True)
+    except Invalid as exc:
+        if exc.replacement is not None:
+            errors[row].append(f"extra: {exc}")
+            return str(exc.replacement)
         return json.dumps({key: repr(value) for key, value in extra.items()}, sort_keys=True)
 
 
@@ -206,7 +212,8 @@ def instances_table(
     arrays["graph_error"] = pc.if_else(
         pc.is_null(arrays["graph"]), "no graph in the record", graph_values["graph_error"]
     )
-    arrays["extra"] = to_array([_extra(record) for record in records], pa.string())
+    extras = [_extra(record, row, errors) for row, record in enumerate(records)]
+    arrays["extra"] = to_array(extras, pa.string())
     reasons = ["; ".join(errors[row]) if row in errors else None for row in range(len(records))]
     arrays["record_error"] = to_array(reasons, pa.string())
     moment = pa.scalar(extracted_at.astimezone(timezone.utc), UTC_MS)

@@ -8,6 +8,7 @@ that cannot be converted becomes null and the reason is kept.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -17,11 +18,19 @@ from typing import Any
 import pyarrow as pa
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: From 2**53 on, a float no longer tells neighbouring integers apart: such an id sent as a
+#: float cannot be trusted.
+_EXACT_FLOAT_INTEGER = 1 << 53
 Errors = defaultdict[int, list[str]]  # record position -> reasons
 
 
 class Invalid(ValueError):
-    """A value that does not fit its column; the message says why."""
+    """A value that does not fit its column; the message says why, and ``replacement`` is what
+    the column holds instead (null unless a part of the value could be kept)."""
+
+    def __init__(self, message: str, replacement: Any = None) -> None:
+        super().__init__(message)
+        self.replacement = replacement
 
 
 class Refused(Exception):
@@ -42,13 +51,53 @@ def _text(value: Any) -> str:
     raise Invalid(f"{brief(value)} is not text")
 
 
-def _json_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
+def finite(value: Any) -> tuple[Any, int]:
+    """``value`` (parsed JSON) with every NaN and infinity replaced by ``None``, and how many.
+
+    Python's ``json`` reads and writes the bare ``NaN``/``Infinity`` the gateway may send; strict
+    JSON parsers (Polars, DuckDB, browsers) refuse them.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, 1
+    if isinstance(value, dict):
+        pairs = [(key, finite(item)) for key, item in value.items()]
+        return {key: item for key, (item, _) in pairs}, sum(count for _, (_, count) in pairs)
+    if isinstance(value, list):
+        items = [finite(item) for item in value]
+        return [item for item, _ in items], sum(count for _, count in items)
+    return value, 0
+
+
+def standard_json(value: Any, *, sort_keys: bool = False) -> str:
+    """``value`` (parsed JSON) as standard JSON text.
+
+    Raises:
+        Invalid: it cannot be written as JSON; or it held NaN or infinities, then the text with
+            those as ``null`` is the ``replacement``.
+    """
     try:
-        return json.dumps(value, ensure_ascii=False)
+        cleaned, replaced = finite(value)
+        text = json.dumps(cleaned, ensure_ascii=False, allow_nan=False, sort_keys=sort_keys)
     except (TypeError, ValueError, RecursionError) as exc:
         raise Invalid(f"{brief(value)} cannot be written as JSON") from exc
+    if replaced:
+        raise Invalid(f"{replaced} NaN or Infinity written as null", replacement=text)
+    return text
+
+
+def _json_text(value: Any) -> str:
+    if not isinstance(value, str):
+        return standard_json(value)
+    # Text as sent, unless it is JSON holding the NaN or Infinity of Python's json; a cheap
+    # look for those words spares parsing every graph.
+    if "NaN" not in value and "Infinity" not in value:
+        return value
+    try:
+        parsed = json.loads(value)
+    except (ValueError, RecursionError):
+        return value
+    standard_json(parsed)
+    return value
 
 
 def _integer(bits: int) -> Callable[[Any], int]:
@@ -59,6 +108,8 @@ def _integer(bits: int) -> Callable[[Any], int]:
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
         elif isinstance(value, float) and value.is_integer():
+            if abs(value) >= _EXACT_FLOAT_INTEGER:
+                raise Invalid(f"{brief(value)} came as a float too large to be exact")
             number = int(value)
         elif isinstance(value, str):
             try:
@@ -119,7 +170,7 @@ def _int_kind(bits: int) -> Kind:
 
 
 TEXT = Kind(pa.string(), frozenset({str, type(None)}), _text)
-JSON_TEXT = Kind(pa.string(), frozenset({str, type(None)}), _json_text)
+JSON_TEXT = Kind(pa.string(), frozenset({type(None)}), _json_text)
 FLOAT = Kind(pa.float64(), frozenset({float, type(None)}), _float)
 BOOL = Kind(pa.bool_(), frozenset({bool, type(None)}), _boolean)
 INT8, INT16, INT64 = _int_kind(8), _int_kind(16), _int_kind(64)
@@ -134,7 +185,7 @@ def converted(values: list[Any], kind: Kind, label: str, errors: Errors) -> list
         try:
             out.append(None if value is None else kind.convert(value))
         except Invalid as exc:
-            out.append(None)
+            out.append(exc.replacement)
             errors[row].append(f"{label}: {exc}")
     return out
 

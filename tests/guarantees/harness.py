@@ -25,9 +25,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 import tests
-from flowinst_etl import read_table
+from flowinst_etl import read_manifest, read_table
 from flowinst_etl.emulator import Credentials, Emulator, TruthInstance
-from flowinst_etl.store import MANIFEST_FILE, PART_FILE
 from flowinst_etl.tables.schema import TABLES, schema_fingerprint
 from tests.support import day_truth, expected_rows
 
@@ -143,7 +142,8 @@ def assert_days_exact(
             assert rows == expected[table], (
                 f"{day} {table}: {rows} rows, expected {expected[table]}"
             )
-            manifest = json.loads((partition(root, table, day) / MANIFEST_FILE).read_text())
+            manifest = read_manifest(str(root), table, day)
+            assert manifest is not None, f"{day} {table}: not committed"
             assert manifest["rows"] == rows, f"{day} {table}: manifest counts {manifest['rows']}"
         truths[day] = truth
     return truths
@@ -162,31 +162,25 @@ def visible_days(root: Path, table: str) -> set[str]:
     base = root / table
     if not base.exists():
         return set()
-    return {
-        folder.name.split("=", 1)[1]
-        for folder in base.iterdir()
-        if any(not name.startswith((".", "_")) for name in os.listdir(folder))
-    }
+    return {folder.name.split("=", 1)[1] for folder in base.iterdir() if os.listdir(folder)}
 
 
 def assert_only_complete_days(root: Path) -> dict[str, set[str]]:
     """Readers see committed days only; returns the visible days of each table.
 
-    Every file a dataset reader would open is a ``part-0.parquet`` with the pinned schema, and
-    every folder holding one also holds its ``_manifest.json``, whose row count and schema
-    fingerprint match the file.
+    Every partition folder holds exactly the data file its day's commit names, nothing else,
+    with the pinned schema and the committed row count.
     """
     days = {table: visible_days(root, table) for table in TABLES}
     for table, schema in TABLES.items():
-        for day in sorted(days[table]):
-            folder = root / table / f"trigger_date={day}"
+        for folder in (root / table).glob("trigger_date=*"):
+            day = folder.name.split("=", 1)[1]
             names = sorted(os.listdir(folder))
-            visible = [name for name in names if not name.startswith((".", "_"))]
-            assert visible == [PART_FILE], f"{folder}: readers would open {visible}"
-            assert MANIFEST_FILE in names, f"{folder}: {PART_FILE} is visible but not committed"
-            written = pq.read_table(folder / PART_FILE)
+            manifest = read_manifest(str(root), table, day)
+            assert manifest is not None, f"{folder}: readers see {names}, none committed"
+            assert names == [manifest["file"]], f"{folder}: readers would open {names}"
+            written = pq.read_table(folder / manifest["file"])
             assert written.schema.equals(schema), f"{folder}: not the pinned schema"
-            manifest = json.loads((folder / MANIFEST_FILE).read_text())
             assert manifest["rows"] == written.num_rows, folder
             assert manifest["schema_fingerprint"] == schema_fingerprint(schema), folder
     return days
@@ -199,10 +193,7 @@ def assert_whole_days(root: Path) -> set[str]:
     first = days["flow_instances"]
     assert all(found == first for found in days.values()), f"days differ between tables: {days}"
     for day in first:
-        write_ids = {
-            json.loads((root / t / f"trigger_date={day}" / MANIFEST_FILE).read_text())["write_id"]
-            for t in TABLES
-        }
+        write_ids = {read_manifest(str(root), t, day)["write_id"] for t in TABLES}  # type: ignore[index]
         assert len(write_ids) == 1, f"{day}: tables committed by different writes {write_ids}"
     return first
 

@@ -1,12 +1,17 @@
-"""A local disk for fsspec that SIGKILLs its own process when it opens a chosen file for writing,
-and the ``flowinst-etl`` command line running on it.
+"""A local disk for fsspec that SIGKILLs its own process at a chosen write or move, and the
+``flowinst-etl`` command line running on it.
 
 ``python -m tests.guarantees.killing_storage backfill ... --data-dir killing:///abs/path`` is the
-real command line writing to ``/abs/path``; with ``KILL_AT_OPENING=PREFIX:N`` in the environment
-the process kills itself, exactly as ``kill -9`` would, when it opens for writing the N-th file
-whose name starts with ``PREFIX`` (``.part-0.parquet`` for a day's temporary data files,
-``._manifest.json`` for its temporary manifests). The dataset code is untouched: it reaches this
-disk through the same fsspec URL resolution that gives it ``s3://``.
+real command line writing to ``/abs/path``. With one of these in the environment the process
+kills itself, exactly as ``kill -9`` would:
+
+- ``KILL_AT_OPENING=PREFIX:N``: when it opens for writing the N-th file whose name starts with
+  ``PREFIX`` (``part-`` for a day's staged data files, ``commit.json`` for its commit record);
+- ``KILL_AFTER_MOVE=N``: right after its N-th move (rename) has completed, so every point
+  between two renames of a publish can be reached.
+
+The dataset code is untouched: it reaches this disk through the same fsspec URL resolution that
+gives it ``s3://``.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ from fsspec.implementations.local import LocalFileSystem
 
 PROTOCOL = "killing"
 KILL_AT = "KILL_AT_OPENING"
+KILL_AFTER_MOVE = "KILL_AFTER_MOVE"
 
 
 class KillingFileSystem(LocalFileSystem):
-    """The local filesystem, killing its process at the configured write."""
+    """The local filesystem, killing its process at the configured write or move."""
 
     protocol = (PROTOCOL,)
     _lock = threading.Lock()
     _opened = 0
+    _moved = 0
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -40,11 +47,20 @@ class KillingFileSystem(LocalFileSystem):
 
     def _open(self, path: Any, mode: str = "rb", **kwargs: Any) -> Any:
         if "w" in mode:
-            _maybe_die(os.path.basename(str(path)))
+            _maybe_die_opening(os.path.basename(str(path)))
         return super()._open(path, mode, **kwargs)
 
+    def mv(self, path1: Any, path2: Any, recursive: bool = True, **kwargs: Any) -> None:
+        super().mv(path1, path2, recursive=recursive, **kwargs)
+        limit = os.environ.get(KILL_AFTER_MOVE)
+        if limit:
+            with KillingFileSystem._lock:
+                KillingFileSystem._moved += 1
+                if KillingFileSystem._moved == int(limit):
+                    os.kill(os.getpid(), signal.SIGKILL)
 
-def _maybe_die(name: str) -> None:
+
+def _maybe_die_opening(name: str) -> None:
     prefix, _, count = os.environ.get(KILL_AT, "").rpartition(":")
     if not prefix or not name.startswith(prefix):
         return

@@ -1,17 +1,19 @@
 """A backfill killed with SIGKILL leaves only whole committed days to readers; a rerun completes.
 
 The process is killed from outside while it pages a slow gateway, and from inside at chosen
-writes (see ``killing_storage``): while a day's data files are written, and while the day is
-being committed. Readers are pyarrow.dataset, DuckDB and ``read_table``; they skip files whose
-names start with ``.`` or ``_``.
+steps (see ``killing_storage``): while a day's files are staged, and after every rename of a
+publish. ``read_table`` and ``dataset()`` then see each day as exactly one write, the previous or
+the new one; glob readers (pyarrow.dataset, DuckDB) see no partition folder without data and no
+temporary file, and after a rerun exactly the committed files. Two backfills of the same days at
+once both finish, each day as one complete write.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
-from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,9 +21,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flowinst_etl import read_table
+from flowinst_etl import dataset, read_manifest, read_table
 from flowinst_etl.emulator import Emulator, EmulatorConfig
-from flowinst_etl.store import MANIFEST_FILE, PART_FILE
 from flowinst_etl.tables.schema import TABLES
 from tests.guarantees.harness import (
     CLI_TIMEOUT_S,
@@ -39,7 +40,7 @@ from tests.guarantees.harness import (
     run_cli,
     snapshot,
 )
-from tests.guarantees.killing_storage import KILL_AT, PROTOCOL
+from tests.guarantees.killing_storage import KILL_AFTER_MOVE, KILL_AT, PROTOCOL
 
 FIRST = date(2026, 11, 18)
 DAYS = days_from(FIRST, 5)
@@ -57,9 +58,8 @@ def emulator() -> Iterator[Emulator]:
 
 
 def committed_days(root: Path) -> set[str]:
-    """Days whose four tables all have a manifest."""
-    manifests = Counter(path.parent.name for path in root.glob(f"*/*/{MANIFEST_FILE}"))
-    return {folder.split("=", 1)[1] for folder, count in manifests.items() if count == len(TABLES)}
+    """Days with a commit record."""
+    return {path.stem for path in root.glob("_flowinst/commits/*.json")}
 
 
 def every_table(root: Path) -> dict[str, pd.DataFrame]:
@@ -71,9 +71,12 @@ def every_table(root: Path) -> dict[str, pd.DataFrame]:
 
 
 def assert_clean_folders(root: Path) -> None:
-    """Every day folder holds exactly its data file and its manifest, nothing left over."""
+    """Every day folder holds exactly the data file its commit names, nothing is staged."""
     for folder in root.glob("*/trigger_date=*"):
-        assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_FILE, PART_FILE], folder
+        manifest = read_manifest(str(root), folder.parent.name, folder.name.split("=", 1)[1])
+        assert manifest is not None, folder
+        assert [p.name for p in folder.iterdir()] == [manifest["file"]], folder
+    assert not [p for p in (root / "_flowinst" / "staging").rglob("*") if p.is_file()]
 
 
 def test_a_backfill_killed_after_a_committed_day_leaves_only_complete_days(
@@ -110,13 +113,18 @@ def test_a_backfill_killed_after_a_committed_day_leaves_only_complete_days(
     assert_days_exact(emulator, root, DAYS, TIMEZONE)
     assert assert_whole_days(root) == {day.isoformat() for day in DAYS}
     assert_clean_folders(root)
-    tables, files = every_table(root), file_listing(root)
+    tables, files = every_table(root), layout(root)
 
     again = run_cli(*args, env=env, cwd=tmp_path)
     assert again.returncode == 0, describe(again)
-    assert file_listing(root) == files
+    assert layout(root) == files
     for table, frame in every_table(root).items():
         pd.testing.assert_frame_equal(frame, tables[table], obj=table)
+
+
+def layout(root: Path) -> list[str]:
+    """Every file under ``root``, with the write id in data file names left out."""
+    return [re.sub(r"part-[0-9a-f]+\.parquet$", "part-*.parquet", p) for p in file_listing(root)]
 
 
 def killing_backfill(
@@ -140,13 +148,13 @@ def test_a_crash_while_writing_a_day_keeps_its_previous_version(
     assert first.returncode == 0, describe(first)
     before = snapshot(root)
 
-    crash = killing_backfill(emulator, root, ".part-0.parquet:2", tmp_path)
+    crash = killing_backfill(emulator, root, "part-:2", tmp_path)
 
     assert crash.returncode == -signal.SIGKILL, describe(crash)
     after = snapshot(root)
     leftovers = sorted(set(after) - set(before))
     assert leftovers, "the crash came before any file was written: the test proves nothing"
-    assert all(Path(name).name.startswith(".") for name in leftovers), leftovers
+    assert all(name.startswith("_flowinst/") for name in leftovers), leftovers
     assert {name: after[name] for name in before} == before, "a committed file changed"
     assert assert_whole_days(root) == {day.isoformat() for day in DAYS}
     assert_readers_read(root)
@@ -162,12 +170,12 @@ def test_a_crash_while_committing_a_day_leaves_no_uncommitted_data_visible(
 ) -> None:
     root = tmp_path / "data"
 
-    # Four manifests are staged per day: the 6th opening is the second committed day's second
-    # table, after the first day is committed and while the second is on its way.
-    crash = killing_backfill(emulator, root, "._manifest.json:6", tmp_path)
+    # One commit record is staged per day: the 2nd opening is the second day's, after the first
+    # day is committed and while the second is on its way.
+    crash = killing_backfill(emulator, root, "commit.json:2", tmp_path)
 
     assert crash.returncode == -signal.SIGKILL, describe(crash)
-    assert list(root.glob(f"*/*/{MANIFEST_FILE}")), "killed before any day was committed"
+    assert committed_days(root), "killed before any day was committed"
     assert_readers_read(root)
     assert_only_complete_days(root)
 
@@ -175,4 +183,88 @@ def test_a_crash_while_committing_a_day_leaves_no_uncommitted_data_visible(
     rerun = run_cli(*args, env=emulator_environment(emulator), cwd=tmp_path)
     assert rerun.returncode == 0, describe(rerun)
     assert_days_exact(emulator, root, DAYS, TIMEZONE)
+    assert_clean_folders(root)
+
+
+#: The renames of one day's publish: each table's data file, then the commit record.
+PUBLISH_MOVES = len(TABLES) + 1
+
+
+def committed_write(root: Path, day: date) -> str:
+    """The one write id every table of ``day`` is committed by, as ``read_table`` sees it."""
+    ids = {read_manifest(str(root), table, day)["write_id"] for table in TABLES}  # type: ignore[index]
+    assert len(ids) == 1, f"{day}: tables committed by different writes {ids}"
+    return ids.pop()
+
+
+def test_a_crash_between_any_two_renames_shows_one_write_and_the_next_run_repairs(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Killed after each rename of a publish in turn; each killed run starts by repairing what
+    the one before left, and a last run leaves the day exact and clean."""
+    root, day = tmp_path / "data", DAYS[0]
+    args = backfill_args(day, day, root, "--timezone", TIMEZONE)
+    first = run_cli(*args, env=emulator_environment(emulator), cwd=tmp_path)
+    assert first.returncode == 0, describe(first)
+    before = every_table(root)
+
+    for moves in range(1, PUBLISH_MOVES + 1):
+        previous = committed_write(root, day)
+        crash = run_cli(
+            *backfill_args(day, day, f"{PROTOCOL}://{root}", "--timezone", TIMEZONE),
+            env=emulator_environment(emulator, **{KILL_AFTER_MOVE: str(moves)}),
+            cwd=tmp_path,
+            module=KILLING_CLI,
+        )
+
+        assert crash.returncode == -signal.SIGKILL, describe(crash)
+        committed = committed_write(root, day)
+        assert (committed == previous) == (moves < PUBLISH_MOVES), "the commit is the last rename"
+        for table in TABLES:
+            files = [Path(path).name for path in dataset(table, str(root)).files]
+            assert files == [f"part-{committed}.parquet"], (moves, table, files)
+            assert dataset(table, str(root)).count_rows() == len(before[table]), (moves, table)
+        if committed == previous:  # still the first run's write, row for row
+            for table, frame in every_table(root).items():
+                pd.testing.assert_frame_equal(frame, before[table], obj=f"{moves} {table}")
+        # Glob readers meet data files only: the committed write's and, until the next run
+        # repairs, the interrupted one's (where its rename came before the kill).
+        names = {path.name for path in root.glob("*/trigger_date=*/*")}
+        assert names <= {f"part-{previous}.parquet", f"part-{crash_write(root)}.parquet"}, names
+
+    rerun = run_cli(*args, env=emulator_environment(emulator), cwd=tmp_path)
+    assert rerun.returncode == 0, describe(rerun)
+    assert_days_exact(emulator, root, [day], TIMEZONE)
+    assert assert_whole_days(root) == {day.isoformat()}
+    assert_clean_folders(root)
+
+
+def crash_write(root: Path) -> str:
+    """The id of the write a crash interrupted: the one staging folder it left."""
+    [staged] = list(root.glob("_flowinst/staging/*/*"))
+    return staged.name
+
+
+def test_two_backfills_of_the_same_days_at_once_both_finish_with_whole_days(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    root, days = tmp_path / "data", DAYS[:3]
+    args = backfill_args(days[0], days[-1], root, "--timezone", TIMEZONE)
+    environment = {**emulator_environment(emulator), "PYTHONPATH": str(REPOSITORY)}
+    runs = [
+        subprocess.Popen(
+            cli_command(*args),
+            env=environment,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    errors = [run.communicate(timeout=CLI_TIMEOUT_S)[1] for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], errors
+    assert_days_exact(emulator, root, days, TIMEZONE)
+    assert assert_whole_days(root) == {day.isoformat() for day in days}
     assert_clean_folders(root)

@@ -2,6 +2,9 @@
 pinned schema, reads every well-formed graph completely in either key style, and reads a record
 the same alone or among others (so the batch reader and its graph-by-graph fallback agree).
 
+JSON columns hold standard JSON (NaN and infinities written as null, and noted), and ids are exact
+whatever else shares their batch (no id passes through a float).
+
 Records and graphs are generated adversarially: wrong types, huge and non-finite numbers, text of
 every Unicode category (lone surrogates included), deep nesting, truncated JSON, missing keys,
 camelCase and snake_case keys mixed, graphs given as objects instead of text. Runs are derandomized
@@ -18,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from flowinst_etl.model import FoundInstance
@@ -343,11 +346,7 @@ def test_never_raises_never_loses_an_instance_and_keeps_the_schema(
         if not isinstance(record, dict) or record.get("graph") is None:
             assert errors[position], "a record without a graph has a graph error"
     ids = instances["instance_id"].dropna()
-    for name, key in (
-        ("tasks", "task_count"),
-        ("relations", None),
-        ("upstream_flows", None),
-    ):
+    for name, key in CHILD_LISTS:
         children = getattr(tables, name)["instance_id"]
         for position in range(len(instances)):
             instance_id = instances["instance_id"][position]
@@ -356,8 +355,39 @@ def test_never_raises_never_loses_an_instance_and_keeps_the_schema(
             rows = int((children == instance_id).sum())
             if errors[position]:
                 assert rows == 0, f"{name} rows from an unreadable graph"
-            elif key is not None:
-                assert rows == instances[key][position], f"{name} rows differ from {key}"
+            else:
+                expected = len(graph_of(records_[position]).get(key) or [])
+                assert rows == expected, f"{name}: {rows} rows, the graph lists {expected}"
+    assert_standard_json(tables)
+
+
+def graph_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The test's own reading of a record's graph that the product read without error."""
+    graph = record["graph"]
+    parsed = json.loads(graph) if isinstance(graph, str) else graph
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not standard JSON")
+
+
+def strict_json(text: str) -> Any:
+    """``text`` parsed as standard JSON (Python's json alone also accepts NaN and Infinity)."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def assert_standard_json(tables: FlowTables) -> None:
+    """Every JSON text column holds standard JSON wherever it holds JSON at all (a graph or
+    parameters text that is not JSON is kept as sent, flagged elsewhere)."""
+    for column in ("parameters", "graph", "extra"):
+        for text in tables.instances[column].dropna():
+            try:
+                json.loads(text)
+            except (ValueError, RecursionError):
+                continue
+            strict_json(text)
 
 
 @settings(FUZZ, max_examples=100)
@@ -419,6 +449,92 @@ def test_every_well_formed_graph_is_read_completely(
         owners = graph.get("owners")
         if owners is not None:
             assert list(row["owners"]) == [valid_text(o) for o in owners.split(";") if o]
+
+
+def without_non_finite(value: Any) -> tuple[Any, bool]:
+    """The expectation for a JSON value: NaN and infinities as None, and whether there were any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, True
+    if isinstance(value, list):
+        pairs = [without_non_finite(item) for item in value]
+        return [item for item, _ in pairs], any(found for _, found in pairs)
+    if isinstance(value, dict):
+        cleaned = {key: without_non_finite(item) for key, item in value.items()}
+        return {k: v for k, (v, _) in cleaned.items()}, any(f for _, f in cleaned.values())
+    return value, False
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(st.characters(exclude_categories=("Cs",)), max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3).map(valid_text), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@FUZZ
+@given(json_values, json_values, st.booleans())
+def test_json_columns_hold_standard_json_with_non_finite_numbers_as_null(
+    parameters: Any, unknown: Any, parameters_as_text: bool
+) -> None:
+    assume(parameters_as_text or not isinstance(parameters, str))  # a text is JSON as sent
+    record = {
+        "instanceId": "7-20261120080000",
+        "triggerTime": "2026-11-20 08:00:00",
+        "parameters": json.dumps(parameters) if parameters_as_text else parameters,
+        "newField": unknown,
+        "graph": '{"tasks": [{"taskId": 1, "x": NaN}]}',
+    }
+
+    row = flatten([FoundInstance(1, record)], timezone.utc).instances.iloc[0]
+
+    expected_parameters, parameters_odd = without_non_finite(parameters)
+    expected_unknown, unknown_odd = without_non_finite(unknown)
+    if parameters is None and not parameters_as_text:
+        assert pd.isna(row["parameters"])
+    else:
+        assert strict_json(row["parameters"]) == expected_parameters
+    assert strict_json(row["extra"]) == {"newField": expected_unknown}
+    assert strict_json(row["graph"]) == {"tasks": [{"taskId": 1, "x": None}]}
+    errors = row["record_error"]
+    assert ("parameters: " in errors and "NaN or Infinity" in errors) == parameters_odd
+    assert ("extra: " in errors) == unknown_odd
+    assert "graph: 1 NaN or Infinity written as null" in errors
+
+
+#: Ids beyond 2**53 (exact only as integers) beside ids a float holds exactly, in every form.
+task_ids = st.sampled_from(
+    [2**53 + 1, 2**63 - 1, -(2**63), 5.0, -3.0, 7, "9007199254740993", 0]
+) | st.integers(-(2**63), 2**63 - 1)
+
+
+@FUZZ
+@given(st.lists(st.lists(task_ids, min_size=1, max_size=3), min_size=1, max_size=4))
+def test_ids_are_exact_alone_and_in_any_batch(id_lists: list[list[Any]]) -> None:
+    found = [
+        FoundInstance(
+            1,
+            {
+                "instanceId": f"{n}-20261120000000",
+                "triggerTime": "2026-11-20 08:00:00",
+                "graph": json.dumps({"tasks": [{"taskId": i} for i in ids]}),
+            },
+        )
+        for n, ids in enumerate(id_lists)
+    ]
+    expected = [[int(i) for i in ids] for ids in id_lists]
+
+    together = flatten(found, timezone.utc).tasks
+    alone = [flatten([item], timezone.utc).tasks["task_id"].tolist() for item in found]
+
+    assert together["task_id"].tolist() == [i for ids in expected for i in ids]
+    assert alone == expected
 
 
 def test_strategies_reach_the_adversarial_corners() -> None:

@@ -20,9 +20,15 @@ from pipelines.partitions import daily_partitions
 from pipelines.resources import run_resources
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tests.pipelines.conftest import FIRST_DAY
+from tests.pipelines.test_check_history import assert_every_check_resolved_on_its_day
 from tests.support import day_truth, expected_rows
 
 TIMEZONE = "Asia/Shanghai"
+CHECK_NAMES = [
+    "instance_ids_unique",
+    "rows_match_task_counts",
+    *["rows_refer_to_instances_of_the_day"] * 3,
+]
 TABLES = [
     "flow_instances",
     "flow_instance_tasks",
@@ -85,6 +91,12 @@ def test_a_range_runs_once_and_commits_every_day(enos_env: Emulator, tmp_path: P
         assert materialized_partitions(result, table) == {d.isoformat() for d in days}
     for day in days:
         assert_day_matches_truth(enos_env, tmp_path, day)
+    # The lookback schedule and a UI backfill launch such a run: each day's checks on its day.
+    evaluations = result.get_asset_check_evaluations()
+    assert all(e.passed for e in evaluations)
+    assert sorted((e.asset_check_key.name, e.partition) for e in evaluations) == sorted(
+        (name, d.isoformat()) for d in days for name in CHECK_NAMES
+    )
 
 
 def test_a_failing_day_fails_the_run_but_not_the_other_days(
@@ -166,3 +178,4 @@ def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     for day in days:
         assert_day_matches_truth(enos_env, tmp_path, day)
+    assert_every_check_resolved_on_its_day(tmp_path / "dagster_home", days)

@@ -49,7 +49,7 @@ def test_every_asset_check_is_declared() -> None:
         for key in defs.resolve_asset_graph().asset_check_keys
     }
     assert ("flow_instances", "instance_ids_unique") in checks
-    assert ("flow_instances", "rows_match_reconciled_count") in checks
+    assert ("flow_instance_tasks", "rows_match_task_counts") in checks
     assert {a for a, name in checks if name == "rows_refer_to_instances_of_the_day"} == (
         TABLES - {"flow_instances"}
     )

@@ -1,0 +1,1 @@
+"""The hive-partitioned Parquet dataset: layout, commits, writes and reads."""

@@ -1,0 +1,100 @@
+"""A day's commit record: the one file that says which data file of each table is the day.
+
+``<root>/_flowinst/commits/YYYY-MM-DD.json`` holds, for every table of the day, the manifest of
+its data file (name, rows, schema fingerprint, write id, reconciliation). Replacing this file is
+the single step that makes a new write of the day visible to ``read_table`` and ``dataset()``.
+Roots of the old layout (``part-0.parquet`` beside a ``_manifest.json`` in each partition
+folder) are read through those manifests until a day is written again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from flowinst_etl.exceptions import StoreError
+from flowinst_etl.storage.filesystem import LEGACY_MANIFEST, PARTITION_KEY, Store
+
+Manifest = dict[str, Any]
+
+
+def encode(commit: dict[str, Any]) -> bytes:
+    """The record as the JSON text stored (standard JSON only)."""
+    return json.dumps(commit, indent=2, sort_keys=True, allow_nan=False).encode()
+
+
+def _load(store: Store, path: str) -> dict[str, Any] | None:
+    try:
+        with store.fs.open(path, "rb") as handle:
+            loaded = json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"unreadable commit record {store.url(path)}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise StoreError(f"unreadable commit record {store.url(path)}: not a JSON object")
+    return loaded
+
+
+def read_commit(store: Store, day: date) -> dict[str, Manifest]:
+    """The manifest of each table committed for ``day`` (empty when the day has no record)."""
+    commit = _load(store, store.commit_path(day))
+    return dict(commit["tables"]) if commit else {}
+
+
+def committed_days(store: Store) -> list[date]:
+    """Every day with a commit record, in order."""
+    days = []
+    for path in store.listing(store.commits()):
+        name = path.rsplit("/", 1)[-1]
+        if name.endswith(".json"):
+            try:
+                days.append(date.fromisoformat(name.removesuffix(".json")))
+            except ValueError:
+                continue
+    return sorted(days)
+
+
+def read_legacy_manifest(store: Store, table: str, day: date) -> Manifest | None:
+    """The old layout's manifest of one table and day, if there is one."""
+    return _load(store, f"{store.folder(table, day)}/{LEGACY_MANIFEST}")
+
+
+def legacy_days(store: Store, table: str) -> list[date]:
+    """Days of ``table`` committed by the old layout (a ``_manifest.json`` in the folder)."""
+    days = []
+    pattern = f"{store.table(table)}/{PARTITION_KEY}=*/{LEGACY_MANIFEST}"
+    for path in store.fs.glob(pattern):
+        folder = path.rstrip("/").split("/")[-2]
+        try:
+            days.append(date.fromisoformat(folder.split("=", 1)[1]))
+        except ValueError:
+            continue
+    return sorted(days)
+
+
+def table_manifests(
+    store: Store, table: str, first: date | None = None, last: date | None = None
+) -> dict[date, Manifest]:
+    """Day -> the manifest of the committed data file of ``table``, for the days in range.
+
+    A day with a commit record is read from it; a day without one, from the old layout's
+    manifest if there is one.
+    """
+
+    def wanted(day: date) -> bool:
+        return (first is None or day >= first) and (last is None or day <= last)
+
+    found: dict[date, Manifest] = {}
+    recorded = [day for day in committed_days(store) if wanted(day)]
+    for day in recorded:
+        manifest = read_commit(store, day).get(table)
+        if manifest is not None:
+            found[day] = manifest
+    for day in legacy_days(store, table):
+        if wanted(day) and day not in recorded:
+            manifest = read_legacy_manifest(store, table, day)
+            if manifest is not None:
+                found[day] = manifest
+    return dict(sorted(found.items()))

@@ -1,0 +1,133 @@
+"""Where a dataset lives: the paths of its layout on one fsspec filesystem, durable writes, moves
+that readers cannot observe half-done, and the per-day lock of a local root."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+from flowinst_etl.exceptions import ConfigError
+
+PARTITION_KEY = "trigger_date"
+#: The folder of everything that is not table data. Readers never meet it: they are pointed at
+#: a table's folder, and hive discovery skips names starting with ``_`` anyway.
+CONTROL_FOLDER = "_flowinst"
+#: The data file of the old layout, named by a ``_manifest.json`` beside it.
+LEGACY_MANIFEST = "_manifest.json"
+
+
+def data_file_name(write_id: str) -> str:
+    """The name of the data file a write puts in each partition folder."""
+    return f"part-{write_id}.parquet"
+
+
+@dataclass(frozen=True)
+class Store:
+    """A dataset root on some filesystem, and the paths of its layout."""
+
+    fs: AbstractFileSystem
+    base: str
+
+    @classmethod
+    def open(cls, root: str, storage_options: Mapping[str, Any] | None) -> Store:
+        """The store at ``root`` (a path or an fsspec URL).
+
+        Raises:
+            ConfigError: the root is empty or fsspec cannot open it.
+        """
+        if not root:
+            raise ConfigError(
+                "empty dataset root: give a local path or a URL such as s3://bucket/x"
+            )
+        try:
+            fs, base = url_to_fs(root, **dict(storage_options or {}))
+        except (ImportError, ValueError, TypeError) as exc:
+            raise ConfigError(f"cannot open dataset root {root!r}: {exc}") from exc
+        return cls(fs, base.rstrip("/"))
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def table(self, table: str) -> str:
+        return f"{self.base}/{table}"
+
+    def folder(self, table: str, day: date) -> str:
+        return f"{self.base}/{table}/{PARTITION_KEY}={day.isoformat()}"
+
+    def commit_path(self, day: date) -> str:
+        return f"{self.base}/{CONTROL_FOLDER}/commits/{day.isoformat()}.json"
+
+    def commits(self) -> str:
+        return f"{self.base}/{CONTROL_FOLDER}/commits"
+
+    def staging(self, day: date | None = None) -> str:
+        folder = f"{self.base}/{CONTROL_FOLDER}/staging"
+        return folder if day is None else f"{folder}/{day.isoformat()}"
+
+    def url(self, path: str) -> str:
+        return path if self.local else self.fs.unstrip_protocol(path)
+
+    def write(self, path: str, write: Callable[[Any], object]) -> None:
+        """Write a new file through ``write(handle)``, durably on a local disk."""
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(path, "wb") as handle:
+            write(handle)
+            if self.local:
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def move(self, source: str, target: str) -> None:
+        """Give a finished file or folder its final name in one step readers cannot observe
+        half-done: a rename on a local disk (made durable), a single copy on object storage."""
+        self.fs.mv(source, target, recursive=True)
+        if self.local:
+            fsync_folder(os.path.dirname(target))
+
+    def remove(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+
+    def listing(self, folder: str) -> list[str]:
+        """The paths directly in ``folder``; none when it does not exist."""
+        self.fs.invalidate_cache(folder)
+        try:
+            return [path.rstrip("/") for path in self.fs.ls(folder, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    @contextlib.contextmanager
+    def day_lock(self, day: date) -> Iterator[None]:
+        """Hold the day's lock: writers of one day on a local disk take turns (the kernel
+        releases the lock of a killed process). Object storage has no lock; there one writer
+        per day at a time is assumed (the ``enos_api`` pool with limit 1 gives that)."""
+        if not self.local:
+            yield
+            return
+        folder = f"{self.base}/{CONTROL_FOLDER}/locks"
+        os.makedirs(folder, exist_ok=True)
+        descriptor = os.open(f"{folder}/{day.isoformat()}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
+
+
+def fsync_folder(folder: str) -> None:
+    """Make the renames in a local folder survive a power loss."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

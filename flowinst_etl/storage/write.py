@@ -1,0 +1,281 @@
+"""Writing a day: every table staged outside the dataset, put in place, then committed by one
+replace of the day's commit record; what no commit names any more is removed afterwards.
+
+Steps of one write of day D, by write id W (all under D's lock on a local disk):
+
+1. remove what a crashed write of D left (staging, and data files no commit names);
+2. write each table to ``_flowinst/staging/D/W/<table>/part-W.parquet`` and the new commit
+   record beside them;
+3. move each table's file into ``<table>/trigger_date=D/`` (a folder that does not exist yet is
+   moved in whole, so it never appears empty);
+4. replace ``_flowinst/commits/D.json``: the day is now W for ``read_table`` and ``dataset()``;
+5. remove the day's data files the commit does not name, and the staging folder.
+
+A crash before step 4 leaves the previous write committed; a crash after it, the new one. Data
+files that a crash left beside the committed ones are removed by the next write of the day or by
+:func:`repair`, which every run calls first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flowinst_etl.exceptions import ConfigError, StoreError
+from flowinst_etl.storage.commits import Manifest, encode, read_commit, read_legacy_manifest
+from flowinst_etl.storage.filesystem import (
+    LEGACY_MANIFEST,
+    PARTITION_KEY,
+    Store,
+    data_file_name,
+)
+from flowinst_etl.tables.schema import TABLES, conform, schema_fingerprint
+
+COMPRESSION = "zstd"
+COMMIT_FILE = "commit.json"
+
+_SCALARS = (bool, int, float, str)
+_JSON_COLUMNS = frozenset({"graph", "parameters", "extra"})
+
+
+@dataclass(frozen=True)
+class WrittenDay:
+    """What :func:`write_day` committed.
+
+    Attributes:
+        day: the partition day.
+        paths: the Parquet file of each table written (a local path or a URL).
+        rows: the row count of each table written.
+        write_id: the id of this write, in every file name and manifest it made.
+    """
+
+    day: date
+    paths: dict[str, str]
+    rows: dict[str, int]
+    write_id: str
+
+
+def _check_reconciliation(reconciliation: Mapping[str, Any]) -> dict[str, Any]:
+    checked = dict(reconciliation)
+    for key, value in checked.items():
+        if not isinstance(key, str) or not isinstance(value, _SCALARS):
+            raise ConfigError(
+                f"reconciliation entry {key!r}: {value!r} is not a str, int, float or bool"
+            )
+    try:
+        json.dumps(checked, allow_nan=False)
+    except ValueError as exc:
+        raise ConfigError(f"reconciliation is not valid JSON: {exc}") from exc
+    return checked
+
+
+def write_day(
+    root: str,
+    day: date,
+    tables: Mapping[str, pa.Table | pd.DataFrame],
+    reconciliation: Mapping[str, int | str | float | bool],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> WrittenDay:
+    """Write one partition day of some tables as one commit, replacing their earlier version.
+
+    The tables given replace those of the day's previous commit; a table not given keeps its
+    committed file. Readers through :func:`~flowinst_etl.storage.read.read_table` and
+    :func:`~flowinst_etl.storage.read.dataset` see the day's previous commit until the new one is
+    complete, then only the new one. Concurrent writers of one day on a local disk take turns;
+    the last to commit wins.
+
+    Args:
+        root: the dataset root, a local path or an fsspec URL such as ``s3://bucket/prefix``.
+        day: the partition day (``trigger_date``).
+        tables: table name to rows, as Arrow tables or DataFrames with exactly the table's
+            columns; an empty table writes an empty file with the full schema.
+        reconciliation: figures for the day's checks (counts, ids); copied into every manifest,
+            so never put credentials here.
+        storage_options: passed to fsspec, e.g. ``{"client_kwargs": {"endpoint_url": ...}}``.
+
+    Returns:
+        The paths and row counts written.
+
+    Raises:
+        ConfigError: an unknown table name, data that does not fit its schema, a
+            reconciliation value that is not a JSON scalar, or an unusable root.
+        StoreError: the storage failed while writing or publishing.
+    """
+    given = set(tables)
+    names = [name for name in TABLES if name in given]
+    unknown = sorted(map(str, given - set(TABLES)))
+    if unknown:
+        raise ConfigError(f"unknown tables {unknown}: expected some of {', '.join(TABLES)}")
+    if not isinstance(day, date) or isinstance(day, datetime):
+        raise ConfigError(f"day must be a date, not {day!r}")
+    checked = _check_reconciliation(reconciliation)
+    store = Store.open(root, storage_options)
+    write_id = uuid.uuid4().hex
+    try:
+        with store.day_lock(day):
+            _tidy(store, day)
+            try:
+                manifests = _stage(store, day, names, tables, checked, write_id)
+                _publish(store, day, write_id, names)
+            finally:
+                with contextlib.suppress(OSError):
+                    _tidy(store, day)
+    except OSError as exc:
+        raise StoreError(f"could not write day {day} under {root}: {exc}") from exc
+    file = data_file_name(write_id)
+    return WrittenDay(
+        day,
+        {name: store.url(f"{store.folder(name, day)}/{file}") for name in names},
+        {name: manifests[name]["rows"] for name in names},
+        write_id,
+    )
+
+
+def _stage(
+    store: Store,
+    day: date,
+    names: list[str],
+    tables: Mapping[str, pa.Table | pd.DataFrame],
+    reconciliation: dict[str, Any],
+    write_id: str,
+) -> dict[str, Manifest]:
+    """Write every table and the new commit record into the staging folder of this write."""
+    staging = f"{store.staging(day)}/{write_id}"
+    file = data_file_name(write_id)
+    rows: dict[str, int] = {}
+    # Tables are cast one after another and written concurrently (pyarrow releases the GIL).
+    with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:
+        writes = []
+        for name in names:
+            arrow = conform(name, tables[name])
+            rows[name] = arrow.num_rows
+            writes.append(pool.submit(_write_parquet, store, f"{staging}/{name}/{file}", arrow))
+        for write in writes:
+            write.result()
+    written_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    manifests = {
+        name: {
+            "table": name,
+            PARTITION_KEY: day.isoformat(),
+            "rows": count,
+            "schema_fingerprint": schema_fingerprint(TABLES[name]),
+            "file": file,
+            "written_at": written_at,
+            "write_id": write_id,
+            "reconciliation": reconciliation,
+        }
+        for name, count in rows.items()
+    }
+    commit = {
+        PARTITION_KEY: day.isoformat(),
+        "write_id": write_id,
+        "tables": {**read_commit(store, day), **manifests},
+    }
+    store.write(f"{staging}/{COMMIT_FILE}", partial(_write_bytes, encode(commit)))
+    return manifests
+
+
+def _write_bytes(data: bytes, handle: Any) -> None:
+    handle.write(data)
+
+
+def _write_parquet(store: Store, path: str, table: pa.Table) -> None:
+    # Statistics of whole JSON documents help no reader; dictionaries of mostly unique strings
+    # cost more time than zstd alone saves space.
+    statistics = [name for name in table.column_names if name not in _JSON_COLUMNS]
+    store.write(
+        path,
+        partial(
+            pq.write_table,
+            table,
+            compression=COMPRESSION,
+            use_dictionary=False,
+            write_statistics=statistics,
+        ),
+    )
+
+
+def _publish(store: Store, day: date, write_id: str, names: list[str]) -> None:
+    """Move every staged file into its partition folder, then the commit record into place."""
+    staging = f"{store.staging(day)}/{write_id}"
+    file = data_file_name(write_id)
+    for name in names:
+        folder = store.folder(name, day)
+        if store.local and not store.fs.exists(folder):
+            store.fs.makedirs(store.table(name), exist_ok=True)
+            store.move(f"{staging}/{name}", folder)
+        else:
+            store.move(f"{staging}/{name}/{file}", f"{folder}/{file}")
+    store.fs.makedirs(store.commit_path(day).rsplit("/", 1)[0], exist_ok=True)
+    store.move(f"{staging}/{COMMIT_FILE}", store.commit_path(day))
+
+
+def _committed_files(store: Store, day: date) -> set[str]:
+    """Every file of the day a reader may be reading: those the commit record names or, for a
+    day of the old layout that has none, its manifests and the files they name."""
+    commit = read_commit(store, day)
+    if commit:
+        return {f"{store.folder(name, day)}/{m['file']}" for name, m in commit.items()}
+    kept = set()
+    for name in TABLES:
+        folder = store.folder(name, day)
+        manifest = read_legacy_manifest(store, name, day)
+        if manifest is not None:
+            kept |= {f"{folder}/{LEGACY_MANIFEST}", f"{folder}/{manifest['file']}"}
+    return kept
+
+
+def _tidy(store: Store, day: date) -> None:
+    """Remove the day's staging and every file in its partition folders that no commit names;
+    a partition folder left empty goes too. Run under the day's lock. The staging folder goes
+    last: while it is there, :func:`repair` knows the day may need tidying."""
+    kept = _committed_files(store, day)
+    for name in TABLES:
+        folder = store.folder(name, day)
+        present = store.listing(folder)
+        store.remove([path for path in present if path not in kept])
+        if present and store.local and not store.listing(folder):
+            store.remove([folder])
+    store.remove([store.staging(day)])
+
+
+def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> list[date]:
+    """Finish what crashed writes left: every day with a staging folder is tidied.
+
+    A write removes its staging folder last, so a day still having one was left by a write that
+    did not finish: its partition folders may hold data files no commit names, which glob
+    readers would see beside the committed ones.
+
+    Returns:
+        The days repaired.
+
+    Raises:
+        ConfigError: unusable root.
+        StoreError: the storage failed.
+    """
+    store = Store.open(root, storage_options)
+    repaired = []
+    try:
+        for path in store.listing(store.staging()):
+            try:
+                day = date.fromisoformat(path.rsplit("/", 1)[-1])
+            except ValueError:
+                continue
+            with store.day_lock(day):
+                _tidy(store, day)
+            repaired.append(day)
+    except OSError as exc:
+        raise StoreError(f"could not repair unfinished writes under {root}: {exc}") from exc
+    return repaired
