@@ -100,13 +100,15 @@ def enos_tuning_from_env(environ: Mapping[str, str] | None = None) -> dict[str, 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Where and how the dataset is built: root, partition timezone, first day, parallelism."""
+    """Where and how the dataset is built: root, partition timezone, first day, parallelism, and
+    how many days one run of a range backfill covers (``None``: the whole range in one run)."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
     start_date: date = date(2026, 1, 1)
     max_workers: int = 4
     lookback_days: int = 3
+    days_per_run: int | None = None
 
     def __post_init__(self) -> None:
         zone(self.timezone)
@@ -116,6 +118,8 @@ class PipelineSettings:
             raise ConfigError(f"FLOWINST_MAX_WORKERS {self.max_workers} is outside 1..64")
         if self.lookback_days < 1:
             raise ConfigError("FLOWINST_LOOKBACK_DAYS must be at least 1")
+        if self.days_per_run is not None and not 1 <= self.days_per_run <= 366:
+            raise ConfigError(f"FLOWINST_DAYS_PER_RUN {self.days_per_run} is outside 1..366")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -128,6 +132,7 @@ class PipelineSettings:
             "start_date": parse_day(start) if start else None,
             "max_workers": _integer(env, "FLOWINST_MAX_WORKERS"),
             "lookback_days": _integer(env, "FLOWINST_LOOKBACK_DAYS"),
+            "days_per_run": _integer(env, "FLOWINST_DAYS_PER_RUN"),
         }
         return cls(**{name: value for name, value in given.items() if value is not None})
 
