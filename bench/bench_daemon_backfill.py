@@ -1,12 +1,14 @@
 """Scale-out through the Dagster daemon: one backfill, pool limit 1 (the baseline) against 3.
 
+Run it as a module from the repository root (it shares the test deployment helpers).
+
 Each configuration launches the same partition backfill through Dagster's GraphQL API on a fresh
 instance configured from docs/dagster.yaml, with ``FLOWINST_DAYS_PER_RUN`` days per run; the daemon
 queues the runs and launches each in its own process. Figures: wall time from the first run queued
 to the last run ended, the most runs in flight at once, and the busiest second the emulator saw
 against the bound the settings promise (pool limit x ENOS_MAX_REQUESTS_PER_SECOND).
 
-    .venv/bin/python bench/bench_daemon_backfill.py [--days 12] [--days-per-run 3] [--rate 20]
+    .venv/bin/python -m bench.bench_daemon_backfill [--days 12] [--days-per-run 3] [--rate 20]
 """
 
 from __future__ import annotations
