@@ -22,6 +22,7 @@ from tests.guarantees.harness import assert_days_exact
 from tests.pipelines.conftest import enos_environment
 from tests.pipelines.deployment import (
     Outcome,
+    RunSpan,
     days_between,
     environment,
     most_in_flight,
@@ -102,22 +103,18 @@ def assert_partitions_recorded(instance: dg.DagsterInstance, partitions: list[st
         assert recorded == set(partitions), table
 
 
+def days_of(span: RunSpan) -> list[str]:
+    """The partition keys one run covered."""
+    first, last = span.partition_range
+    return days_between(date.fromisoformat(first), date.fromisoformat(last))
+
+
 def assert_scaled_out(outcome: Outcome) -> None:
     """Runs of N days each, each in processes of its own, never more in flight than the pool."""
     spans = outcome.spans
     successful = [s for s in spans if s.status == dg.DagsterRunStatus.SUCCESS]
-    covered = sorted(
-        {
-            day
-            for s in successful
-            for day in days_between(*map(date.fromisoformat, s.partition_range))
-        }
-    )
-    assert covered == days_between(FIRST, LAST)
-    assert all(
-        len(days_between(*map(date.fromisoformat, s.partition_range))) == DAYS_PER_RUN
-        for s in spans
-    )
+    assert sorted({day for s in successful for day in days_of(s)}) == days_between(FIRST, LAST)
+    assert all(len(days_of(s)) == DAYS_PER_RUN for s in spans)
     assert len({s.partition_range for s in spans}) == len(days_between(FIRST, LAST)) // DAYS_PER_RUN
     pids = [s.pids for s in spans]
     assert all(len(p) == 1 for p in pids), pids
