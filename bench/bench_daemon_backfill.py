@@ -6,7 +6,8 @@ Each configuration launches the same partition backfill through Dagster's GraphQ
 instance configured from docs/dagster.yaml, with ``FLOWINST_DAYS_PER_RUN`` days per run; the daemon
 queues the runs and launches each in its own process. Figures: wall time from the first run queued
 to the last run ended, the most runs in flight at once, and the busiest second the emulator saw
-against the bound the settings promise (pool limit x ENOS_MAX_REQUESTS_PER_SECOND).
+against the bounds README derives from the settings: pool limit x (ENOS_MAX_REQUESTS_PER_SECOND + 2)
+in any one second, pool limit x ENOS_MAX_REQUESTS_PER_SECOND sustained.
 
     .venv/bin/python -m bench.bench_daemon_backfill [--days 12] [--days-per-run 3] [--rate 20]
 """
@@ -51,7 +52,8 @@ def measure(args: argparse.Namespace, pool_limit: int, folder: Path) -> dict[str
             "in_flight": most_in_flight(outcome.spans),
             "peak_rps": emulator.peak_requests_per_second(),
             "requests": emulator.stats()["requests"],
-            "bound_rps": pool_limit * args.rate,
+            "sustained_bound": pool_limit * args.rate,
+            "second_bound": pool_limit * (args.rate + 2),
         }
 
 
@@ -67,11 +69,15 @@ def main() -> None:
         figures = {limit: measure(args, limit, Path(folder, f"limit{limit}")) for limit in (1, 3)}
     baseline = figures[1]["wall_s"]
     print(f"{args.days} days, {args.days_per_run} days per run, {args.per_day} instances a day")
-    print("pool limit | runs | most in flight | wall s | vs limit 1 | peak req/s | bound req/s")
+    print(
+        "pool limit | runs | most in flight | wall s | vs limit 1 | busiest second"
+        " | bound: 1 s, sustained"
+    )
     for limit, f in figures.items():
         print(
             f"{limit:>10} | {f['runs']:>4.0f} | {f['in_flight']:>14.0f} | {f['wall_s']:>6.1f} | "
-            f"{baseline / f['wall_s']:>9.2f}x | {f['peak_rps']:>10.0f} | {f['bound_rps']:>11.0f}"
+            f"{baseline / f['wall_s']:>9.2f}x | {f['peak_rps']:>14.0f} | "
+            f"{f['second_bound']:>4.0f}, {f['sustained_bound']:.0f}"
         )
 
 
