@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -162,8 +163,12 @@ def bucket() -> Iterator[tuple[str, dict[str, str]]]:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         region_name="us-east-1",
-    ).create_bucket(Bucket="flowinst")
-    yield "s3://flowinst/dataset", aws
+    ).create_bucket(Bucket="flowinst-daemon")
+    yield "s3://flowinst-daemon/dataset", aws
+    # moto keeps every bucket in this process's memory: forget them for the tests that follow
+    urllib.request.urlopen(
+        urllib.request.Request(aws["AWS_ENDPOINT_URL"] + "/moto-api/reset", method="POST")
+    ).close()
     server.stop()
 
 
@@ -182,7 +187,7 @@ def test_the_same_backfill_writes_to_object_storage(
         secret="testing",
         client_kwargs={"endpoint_url": aws["AWS_ENDPOINT_URL"]},
     )
-    fs.get("flowinst/dataset/", str(local), recursive=True)
+    fs.get("flowinst-daemon/dataset/", str(local), recursive=True)
     assert_days_exact(
         gateway, local, [date.fromisoformat(d) for d in days_between(FIRST, LAST)], "UTC"
     )
