@@ -28,6 +28,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "ENOS_MAX_REQUESTS_PER_SECOND": (0.01, 10_000),
     "FLOWINST_MAX_WORKERS": (1, 64),
     "FLOWINST_LOOKBACK_DAYS": (1, 366),
+    "FLOWINST_DAYS_PER_RUN": (1, 366),
 }
 #: Bounds of the numeric fields no variable sets (seconds).
 _FIELD_RANGES: dict[str, tuple[float, float]] = {
@@ -44,6 +45,7 @@ _ENOS_NUMBERS = {
 _PIPELINE_NUMBERS = {
     "max_workers": "FLOWINST_MAX_WORKERS",
     "lookback_days": "FLOWINST_LOOKBACK_DAYS",
+    "days_per_run": "FLOWINST_DAYS_PER_RUN",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -141,13 +143,15 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Where and how the dataset is built: root, partition timezone, first day, parallelism."""
+    """Where and how the dataset is built: root, partition timezone, first day, parallelism, and
+    how many days one run of a range backfill covers (``None``: the whole range in one run)."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
     start_date: date = date(2026, 1, 1)
     max_workers: int = 4
     lookback_days: int = 3
+    days_per_run: int | None = None
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
@@ -164,6 +168,7 @@ class PipelineSettings:
             "start_date": collect(problems, _start_date, start) if start else None,
             "max_workers": collect(problems, _integer, env, "FLOWINST_MAX_WORKERS"),
             "lookback_days": collect(problems, _integer, env, "FLOWINST_LOOKBACK_DAYS"),
+            "days_per_run": collect(problems, _integer, env, "FLOWINST_DAYS_PER_RUN"),
         }
         given = {name: value for name, value in read.items() if value is not None}
         _raise_all([*problems, *_pipeline_problems(given)])

@@ -30,8 +30,10 @@ DESCRIPTIONS = {
 
 def build_flow_instance_tables(
     partitions: dg.TimeWindowPartitionsDefinition,
+    backfill_policy: dg.BackfillPolicy | None = None,
 ) -> dg.AssetsDefinition:
-    """The multi-asset over ``partitions``; range backfills run as one run (see BackfillPolicy)."""
+    """The multi-asset over ``partitions``; a range backfill runs as one run unless
+    ``backfill_policy`` splits it."""
     checks = day_checks(partitions)
     partition_tz = zone(partitions.timezone)
 
@@ -49,7 +51,7 @@ def build_flow_instance_tables(
         ],
         check_specs=[check.spec for check in checks],
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy or dg.BackfillPolicy.single_run(),
         can_subset=False,
         pool=ENOS_POOL,
     )

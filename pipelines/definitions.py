@@ -6,15 +6,20 @@ import dagster as dg
 
 from flowinst_etl.config import PipelineSettings
 from pipelines.assets import build_flow_instance_tables
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import backfill_policy, daily_partitions
 from pipelines.resources import run_resources
 from pipelines.schedules import daily_schedule, lookback_schedule
 
 
 def build_definitions(settings: PipelineSettings) -> dg.Definitions:
-    """Every definition of the code location for one set of pipeline settings."""
+    """Every definition of the code location for one set of pipeline settings.
+
+    Runs execute in the run worker's own process: a run is one step, so a second process per run
+    (Dagster's multiprocess default) would only add start-up time, and killing the run worker
+    stops the extraction with it.
+    """
     partitions = daily_partitions(settings)
-    tables = build_flow_instance_tables(partitions)
+    tables = build_flow_instance_tables(partitions, backfill_policy(settings))
     job = dg.define_asset_job("flow_instances_job", selection=[tables])
     return dg.Definitions(
         assets=[tables],
@@ -24,6 +29,7 @@ def build_definitions(settings: PipelineSettings) -> dg.Definitions:
             lookback_schedule(job, settings.timezone, settings.lookback_days),
         ],
         resources=run_resources(settings),
+        executor=dg.in_process_executor,
     )
 
 

@@ -16,6 +16,14 @@ def daily_partitions(settings: PipelineSettings) -> dg.DailyPartitionsDefinition
     )
 
 
+def backfill_policy(settings: PipelineSettings) -> dg.BackfillPolicy:
+    """How a range backfill is split into runs: one run for the whole range, or
+    ``FLOWINST_DAYS_PER_RUN`` consecutive days per run, each run queued and launched on its own."""
+    if settings.days_per_run is None:
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.days_per_run)
+
+
 def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:
     """The days a run materialises: one for a partition run, many for a range backfill."""
     return [date.fromisoformat(key) for key in context.partition_keys]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 
 COUNTER_NAMES = (
     "requests",
@@ -32,6 +34,8 @@ class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values = dict.fromkeys(COUNTER_NAMES, 0)
+        self._request_times: deque[float] = deque()
+        self._peak_requests_per_s = 0
 
     def add(self, name: str, amount: int = 1) -> None:
         """Increase one counter.
@@ -41,6 +45,20 @@ class Counters:
         """
         with self._lock:
             self._values[name] += amount
+            if name == "requests":
+                self._note_request(time.monotonic(), amount)
+
+    def _note_request(self, now: float, amount: int) -> None:
+        """Keep the requests of the last second and the most ever seen within one second."""
+        self._request_times.extend([now] * amount)
+        while self._request_times[0] <= now - 1.0:
+            self._request_times.popleft()
+        self._peak_requests_per_s = max(self._peak_requests_per_s, len(self._request_times))
+
+    def peak_requests_per_second(self) -> int:
+        """The most requests received within any one second (a sliding window) so far."""
+        with self._lock:
+            return self._peak_requests_per_s
 
     def snapshot(self) -> dict[str, int]:
         """The current value of every counter."""

@@ -142,6 +142,11 @@ class Emulator:
         """The counters: requests, searches, token_gets, auth_failures, faults_5xx, inserted, ..."""
         return self._runtime.counters.snapshot()
 
+    def peak_requests_per_second(self) -> int:
+        """The most requests of any kind received within one second (a sliding window) so far:
+        the load a gateway saw at its busiest, to compare with a configured rate limit."""
+        return self._runtime.counters.peak_requests_per_second()
+
     def revoke_tokens(self) -> None:
         """Invalidate every access token issued so far; clients must fetch new ones."""
         self._runtime.tokens.revoke_all()

@@ -8,10 +8,15 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
+import yaml
+from dagster._core.instance.config import PoolGranularity
 
 from flowinst_etl.config import PipelineSettings
+from flowinst_etl.exceptions import ConfigError
 from pipelines.definitions import build_definitions
 
+DOCUMENTED_INSTANCE = Path(__file__).parents[2] / "docs" / "dagster.yaml"
 TABLES = {
     "flow_instances",
     "flow_instance_tasks",
@@ -63,7 +68,32 @@ def test_the_library_imports_without_dagster() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_the_documented_instance_settings_load(tmp_path: Path) -> None:
-    shutil.copy(Path(__file__).parents[2] / "docs" / "dagster.yaml", tmp_path / "dagster.yaml")
+def test_the_documented_instance_is_what_readme_says(tmp_path: Path) -> None:
+    """docs/dagster.yaml loads into an instance with a run queue, a process per run, the enos_api
+    pool limiting whole runs to 3 at a time, and run retries; README shows that same file."""
+    shutil.copy(DOCUMENTED_INSTANCE, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
+        assert isinstance(instance.run_launcher, dg.DefaultRunLauncher)
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.pool_config.pool_granularity == PoolGranularity.RUN
+        assert concurrency.pool_config.default_pool_limit == 3
+        assert concurrency.run_queue_config is not None
+        assert concurrency.run_queue_config.max_concurrent_runs == 6
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+    readme = (DOCUMENTED_INSTANCE.parents[1] / "README.md").read_text()
+    start = readme.index("```yaml\n# $DAGSTER_HOME/dagster.yaml") + len("```yaml\n")
+    shown = readme[start : readme.index("```", start)]
+    assert yaml.safe_load(shown) == yaml.safe_load(DOCUMENTED_INSTANCE.read_text())
+
+
+def test_a_range_backfill_is_one_run_unless_days_per_run_is_set() -> None:
+    def policy(environ: dict[str, str]) -> dg.BackfillPolicy | None:
+        defs = build_definitions(PipelineSettings.from_env(environ))
+        return defs.resolve_assets_def("flow_instances").backfill_policy
+
+    assert policy({}) == dg.BackfillPolicy.single_run()
+    assert policy({"FLOWINST_DAYS_PER_RUN": "3"}) == dg.BackfillPolicy.multi_run(3)
+    for wrong in ("0", "367", "three"):
+        with pytest.raises(ConfigError, match="FLOWINST_DAYS_PER_RUN"):
+            PipelineSettings.from_env({"FLOWINST_DAYS_PER_RUN": wrong})

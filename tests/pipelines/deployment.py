@@ -1,0 +1,258 @@
+"""A real Dagster deployment on this machine, for the daemon tests and the scale-out benchmark.
+
+The instance is configured from ``docs/dagster.yaml`` (only the pool limit and the daemon's polling
+interval changed); the backfill is launched through Dagster's GraphQL API with the mutation the UI
+sends; ``dagster-daemon run`` is a subprocess that queues, launches (one process per run) and
+retries the runs; what happened is then read back from the instance's event log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import yaml
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster_graphql.test.utils import execute_dagster_graphql
+
+from flowinst_etl.tables.schema import TABLES
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+DOCUMENTED_INSTANCE = REPOSITORY / "docs" / "dagster.yaml"
+POOL = "enos_api"
+PARENT_RUN_TAG = "dagster/parent_run_id"
+BACKFILL_TAG = "dagster/backfill"
+
+#: The mutation the UI sends for Materialize > partitions > Launch backfill.
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+#: The shortest polling the daemon allows: dequeue every second, retry failed runs within a second.
+FAST_DAEMON = {"DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a settled backfill left in the instance."""
+
+    spans: list[RunSpan]
+    daemon_pid: int
+    first_queued: float
+    settled_at: float
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds from the first run entering the queue to the last run ending."""
+        return max(span.ended for span in self.spans) - self.first_queued
+
+
+@dataclass(frozen=True)
+class RunSpan:
+    """One run as the event log tells it: when it ran, in which processes, how it ended."""
+
+    run_id: str
+    status: dg.DagsterRunStatus
+    started: float
+    ended: float
+    pids: frozenset[int]
+    parent_run_id: str | None
+    partition_range: tuple[str, str]
+
+
+def days_between(first: date, last: date) -> list[str]:
+    """Partition keys ``first``..``last`` inclusive."""
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def write_deployment(home: Path, pool_limit: int) -> Path:
+    """``$DAGSTER_HOME/dagster.yaml`` (the documented one with ``pool_limit`` and the shortest
+    dequeue interval) and a workspace loading the code location; returns the workspace file."""
+    config = yaml.safe_load(DOCUMENTED_INSTANCE.read_text())
+    config["concurrency"]["pools"]["default_limit"] = pool_limit
+    config["run_coordinator"]["config"] = {"dequeue_interval_seconds": 1}
+    config["telemetry"] = {"enabled": False}
+    config["code_servers"] = {"wait_for_local_processes_on_shutdown": True}
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    workspace = home / "workspace.yaml"
+    location = {"module_name": "pipelines.definitions", "working_directory": str(REPOSITORY)}
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": location}]}))
+    return workspace
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` set in this process's environment (which code servers inherit), then restored."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def launch_backfill(instance: dg.DagsterInstance, workspace: Path, partitions: list[str]) -> str:
+    """Launch a backfill of the four tables over ``partitions`` through GraphQL; its id."""
+    target = WorkspaceFileTarget(paths=[str(workspace)])
+    with WorkspaceProcessContext(instance, target) as process_context:
+        result = execute_dagster_graphql(
+            process_context.create_request_context(),
+            LAUNCH_BACKFILL,
+            {
+                "params": {
+                    "partitionNames": partitions,
+                    "assetSelection": [{"path": [table]} for table in TABLES],
+                }
+            },
+        )
+    assert not result.errors, result.errors
+    launched = result.data["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return str(launched["backfillId"])
+
+
+@contextmanager
+def running_daemon(home: Path, workspace: Path, env: Mapping[str, str]) -> Iterator[int]:
+    """``dagster-daemon run`` for the instance at ``home``; yields its pid, stops it on exit."""
+    with (home / "daemon.log").open("wb") as log:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
+            env={**os.environ, **env, **FAST_DAEMON, "DAGSTER_HOME": str(home)},
+            cwd=REPOSITORY,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield daemon.pid
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
+
+
+def run_backfill(
+    home: Path,
+    env: Mapping[str, str],
+    partitions: list[str],
+    pool_limit: int,
+    on_poll: Callable[[dg.DagsterInstance], None] = lambda instance: None,
+    timeout_s: float = 300,
+) -> Outcome:
+    """Launch a backfill of ``partitions`` with every process reading ``env``, run the daemon until
+    the backfill settles (``on_poll`` is called on every poll meanwhile), and read what happened."""
+    workspace = write_deployment(home, pool_limit)
+    with environment({**env, "DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
+        backfill_id = launch_backfill(instance, workspace, partitions)
+        with running_daemon(home, workspace, env) as daemon_pid:
+
+            def done() -> bool:
+                on_poll(instance)
+                return settled(instance, backfill_id, partitions)
+
+            wait_until(done, timeout_s, f"backfill {backfill_id} (see {home}/daemon.log)")
+            settled_at = time.time()
+        runs = backfill_runs(instance, backfill_id)
+        queued = min(
+            record.create_timestamp.timestamp()
+            for record in instance.get_run_records(dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
+        )
+        return Outcome(run_spans(instance, runs), daemon_pid, queued, settled_at)
+
+
+def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]:
+    """Every run of the backfill, retries included (they carry the backfill's tag too)."""
+    return list(instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill_id})))
+
+
+def settled(instance: dg.DagsterInstance, backfill_id: str, partitions: list[str]) -> bool:
+    """Every partition of every table materialised, no run of the backfill unfinished, and every
+    failed run followed by a retry."""
+    runs = backfill_runs(instance, backfill_id)
+    if not runs or not all(run.is_finished for run in runs):
+        return False
+    retried = {run.tags.get(PARENT_RUN_TAG) for run in runs}
+    if any(run.status == dg.DagsterRunStatus.FAILURE and run.run_id not in retried for run in runs):
+        return False
+    return all(
+        set(partitions) <= instance.get_materialized_partitions(dg.AssetKey(table))
+        for table in TABLES
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` every half second until it holds; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def run_spans(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list[RunSpan]:
+    """Each launched run's span from its start to its end event, and the pids of its events."""
+    spans = []
+    for run in runs:
+        records = instance.all_logs(run.run_id)
+        events = [r for r in records if r.dagster_event is not None]
+        started = [
+            r.timestamp for r in events if r.dagster_event_type == dg.DagsterEventType.RUN_START
+        ]
+        ended = [
+            r.timestamp
+            for r in events
+            if r.dagster_event_type
+            in (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE)
+        ]
+        if not started:
+            continue
+        pids = {r.dagster_event.pid for r in events if r.dagster_event.pid is not None}  # type: ignore[union-attr]
+        spans.append(
+            RunSpan(
+                run_id=run.run_id,
+                status=run.status,
+                started=min(started),
+                ended=max(ended),
+                pids=frozenset(pids),
+                parent_run_id=run.tags.get(PARENT_RUN_TAG),
+                partition_range=(
+                    run.tags["dagster/asset_partition_range_start"],
+                    run.tags["dagster/asset_partition_range_end"],
+                ),
+            )
+        )
+    return spans
+
+
+def most_in_flight(spans: list[RunSpan]) -> int:
+    """The most runs whose start..end spans overlap at any instant."""
+    edges = sorted([(s.started, 1) for s in spans] + [(s.ended, -1) for s in spans])
+    peak = current = 0
+    for _, change in edges:  # an end sorts before a start at the same instant
+        current += change
+        peak = max(peak, current)
+    return peak

@@ -1,0 +1,193 @@
+"""A partition backfill as a deployment runs it: launched through Dagster's GraphQL API, split into
+runs of ``FLOWINST_DAYS_PER_RUN`` days, queued, launched by the daemon in a process per run under
+the ``enos_api`` pool, retried when killed, every day exact against the emulator's ground truth."""
+
+from __future__ import annotations
+
+import os
+import signal
+import urllib.request
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import fsspec
+import pytest
+from moto.server import ThreadedMotoServer
+
+from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.tables.schema import TABLES
+from tests.guarantees.harness import assert_days_exact
+from tests.pipelines.conftest import enos_environment
+from tests.pipelines.deployment import (
+    Outcome,
+    RunSpan,
+    days_between,
+    environment,
+    most_in_flight,
+    run_backfill,
+)
+
+FIRST, LAST = date(2026, 11, 1), date(2026, 11, 12)
+DAYS_PER_RUN = 3
+POOL_LIMIT = 3  # as docs/dagster.yaml sets it
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Emulator]:
+    config = EmulatorConfig(
+        seed=14,
+        start_day=date(2026, 10, 31),
+        end_day=date(2026, 11, 13),
+        per_day=40,
+        latency_ms=20,
+    )
+    with Emulator(config) as running:
+        yield running
+
+
+def run_environment(emulator: Emulator, root: str, **extra: str) -> dict[str, str]:
+    """What every process of the deployment (code servers, runs) reads."""
+    return {
+        **enos_environment(emulator),
+        "ENOS_PAGE_SIZE": "10",
+        "ENOS_MAX_REQUESTS_PER_SECOND": "20",
+        "FLOWINST_DATA_DIR": root,
+        "FLOWINST_START_DATE": FIRST.isoformat(),
+        "FLOWINST_TIMEZONE": "UTC",
+        "FLOWINST_DAYS_PER_RUN": str(DAYS_PER_RUN),
+        "FLOWINST_MAX_WORKERS": "1",
+        **extra,
+    }
+
+
+def kill_a_run_after_its_first_day(instance: dg.DagsterInstance) -> str | None:
+    """SIGKILL the process of a run that has committed its first day and is working on the next;
+    the run's id, or None while no run is in that state."""
+    records = instance.fetch_materializations(dg.AssetKey("flow_instances"), limit=100).records
+    by_run: dict[str, list[dg.EventLogRecord]] = {}
+    for record in records:
+        by_run.setdefault(record.run_id, []).append(record)
+    for run_id, committed in by_run.items():
+        run = instance.get_run_by_id(run_id)
+        event = committed[0].event_log_entry.dagster_event
+        if len(committed) == 1 and run is not None and not run.is_finished and event is not None:
+            assert event.pid is not None
+            os.kill(event.pid, signal.SIGKILL)
+            return run_id
+    return None
+
+
+def backfill(home: Path, env: dict[str, str], kill_one: bool) -> tuple[Outcome, str | None]:
+    """The 12-day backfill through the daemon; with ``kill_one``, one run is killed mid-way.
+    Returns what happened and the killed run's id."""
+    killed: list[str] = []
+
+    def kill(instance: dg.DagsterInstance) -> None:
+        if kill_one and not killed:
+            victim = kill_a_run_after_its_first_day(instance)
+            killed.extend([victim] if victim else [])
+
+    partitions = days_between(FIRST, LAST)
+    outcome = run_backfill(home, env, partitions, POOL_LIMIT, on_poll=kill)
+    with environment({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
+        assert_partitions_recorded(instance, partitions)
+    return outcome, killed[0] if killed else None
+
+
+def assert_partitions_recorded(instance: dg.DagsterInstance, partitions: list[str]) -> None:
+    """Each table has a materialisation recorded on every day of the range."""
+    for table in TABLES:
+        recorded = instance.get_materialized_partitions(dg.AssetKey(table))
+        assert recorded == set(partitions), table
+
+
+def days_of(span: RunSpan) -> list[str]:
+    """The partition keys one run covered."""
+    first, last = span.partition_range
+    return days_between(date.fromisoformat(first), date.fromisoformat(last))
+
+
+def assert_scaled_out(outcome: Outcome) -> None:
+    """Runs of N days each, each in processes of its own, never more in flight than the pool."""
+    spans = outcome.spans
+    successful = [s for s in spans if s.status == dg.DagsterRunStatus.SUCCESS]
+    assert sorted({day for s in successful for day in days_of(s)}) == days_between(FIRST, LAST)
+    assert all(len(days_of(s)) == DAYS_PER_RUN for s in spans)
+    assert len({s.partition_range for s in spans}) == len(days_between(FIRST, LAST)) // DAYS_PER_RUN
+    pids = [s.pids for s in spans]
+    assert all(len(p) == 1 for p in pids), pids
+    every_pid = [pid for p in pids for pid in p]
+    assert len(set(every_pid)) == len(spans), "two runs shared a process"
+    assert not {os.getpid(), outcome.daemon_pid} & set(every_pid)
+    assert most_in_flight(spans) <= POOL_LIMIT
+
+
+def test_a_daemon_backfill_runs_in_pooled_processes_and_a_killed_run_is_retried(
+    gateway: Emulator, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    outcome, killed_run_id = backfill(
+        tmp_path / "home", run_environment(gateway, str(root)), kill_one=True
+    )
+
+    assert_scaled_out(outcome)
+    assert killed_run_id is not None
+    killed = [s for s in outcome.spans if s.run_id == killed_run_id]
+    assert killed and killed[0].status == dg.DagsterRunStatus.FAILURE
+    retries = [s for s in outcome.spans if s.parent_run_id == killed_run_id]
+    assert [s.status for s in retries] == [dg.DagsterRunStatus.SUCCESS]
+    assert retries[0].partition_range == killed[0].partition_range
+    assert_days_exact(
+        gateway, root, [date.fromisoformat(d) for d in days_between(FIRST, LAST)], "UTC"
+    )
+
+
+@pytest.fixture
+def bucket() -> Iterator[tuple[str, dict[str, str]]]:
+    """A bucket on an S3-compatible server on loopback and the AWS variables that reach it."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="flowinst-daemon")
+    yield "s3://flowinst-daemon/dataset", aws
+    # moto keeps every bucket in this process's memory: forget them for the tests that follow
+    urllib.request.urlopen(
+        urllib.request.Request(aws["AWS_ENDPOINT_URL"] + "/moto-api/reset", method="POST")
+    ).close()
+    server.stop()
+
+
+def test_the_same_backfill_writes_to_object_storage(
+    gateway: Emulator, bucket: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    root, aws = bucket
+    outcome, _ = backfill(tmp_path / "home", run_environment(gateway, root, **aws), kill_one=False)
+
+    assert_scaled_out(outcome)
+    assert all(s.status == dg.DagsterRunStatus.SUCCESS for s in outcome.spans)
+    local = tmp_path / "copy"
+    fs = fsspec.filesystem(
+        "s3",
+        key="testing",
+        secret="testing",
+        client_kwargs={"endpoint_url": aws["AWS_ENDPOINT_URL"]},
+    )
+    fs.get("flowinst-daemon/dataset/", str(local), recursive=True)
+    assert_days_exact(
+        gateway, local, [date.fromisoformat(d) for d in days_between(FIRST, LAST)], "UTC"
+    )
