@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flowinst_etl.exceptions import ConfigError
-from flowinst_etl.windows import parse_day, parse_server_timezone, zone
+from flowinst_etl.windows import parse_day, server_zone, zone
 
 _T = TypeVar("_T")
 
@@ -55,7 +55,7 @@ class EnosSettings:
                     f"ENOS_{name.upper()} is empty: set it to the application's value"
                 )
         if self.server_timezone is not None:
-            parse_server_timezone(self.server_timezone)
+            server_zone(self.server_timezone)
         if not 1 <= self.page_size <= 1000:
             raise ConfigError(f"ENOS_PAGE_SIZE {self.page_size} is outside 1..1000")
         if self.max_requests_per_s is not None and self.max_requests_per_s <= 0:

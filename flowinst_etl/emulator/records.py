@@ -101,6 +101,12 @@ class Instance:
         self._record = None
         self._json = None
 
+    def move_trigger(self, trigger_ms: int) -> None:
+        """Reschedule the instance (its id keeps the original trigger, as EnOS ids do)."""
+        self.trigger_ms = trigger_ms
+        self._record = None
+        self._json = None
+
     def record(self) -> dict[str, Any]:
         """The record as the search endpoint serves it (shared; copy before changing it)."""
         if self._record is None:
