@@ -117,7 +117,7 @@ def _run_backfill(first: date, last: date, settings: PipelineSettings) -> int:
     console.print(summary_table(progress.results, days))
     for result in sorted(progress.results, key=lambda r: r.day):
         if not result.ok:
-            errors.print(f"[red]{result.day} failed: {result.error}")
+            errors.print(f"[red]{result.day} failed: {result.error}", soft_wrap=True)
     reported = {result.day for result in progress.results}
     if len(reported) < len(days):
         errors.print(

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 SECOND_MS = 1000
 #: The longest id suffix (digits of the flow id) a tied second is split by.
 SPLIT_DEPTH = 6
+#: Pages in a row without a new instance that show the gateway ignores pageNo (a tie reordered
+#: per page can repeat a page or two, never this many).
+STALE_PAGES = 8
 
 
 @dataclass
@@ -168,17 +171,18 @@ class TypeWalker:
         walk = _Walk(from_ms, to_ms, expression, size)
         page_no = self._first_page()
         first: list[dict[str, Any]] | None = None
-        previous: set[Any] = set()
+        stale = 0  # consecutive pages that brought no new instance
         while True:
+            known = len(walk.rows)
             records = self._page(walk, page_no)
             if first is None:
                 first = records
-            elif records and _ids(records) == previous:
+            stale = stale + 1 if records and len(walk.rows) == known else 0
+            if stale >= STALE_PAGES:
                 self._fail(
-                    f"the gateway answered page {page_no} with the same instances as the page "
-                    "before: it does not page"
+                    f"the gateway answered {stale} pages in a row up to page {page_no} with "
+                    "instances it had sent before: it does not page"
                 )
-            previous = _ids(records)
             if walk.count_is_total and walk.last_count is not None:
                 if walk.positions >= walk.last_count:
                     return walk
@@ -211,10 +215,15 @@ class TypeWalker:
                 raise _Restart
             if size > conventions.page_size:
                 raise _Restart
+        asked = f"pageSize {size}"
+        if size != conventions.requested_page_size:
+            asked += (
+                f" (the most it served before; ENOS_PAGE_SIZE is {conventions.requested_page_size})"
+            )
         self._fail(
-            f"the gateway sent {got} rows for pageSize {size} after {positions - got} rows "
-            f"{more}: it drops rows from pages after cutting them (a filter after LIMIT), so "
-            "the window cannot be proven complete"
+            f"the gateway sent {got} rows for {asked} at offset {positions - got} {more}: it "
+            "drops rows from pages after cutting them (a filter after LIMIT), so the window "
+            "cannot be proven complete"
         )
 
     def _next_page_no(self, page_no: int, first: list[dict[str, Any]] | None, walk: _Walk) -> int:

@@ -1,0 +1,197 @@
+"""Exact or refused, never silently wrong: ``flowinst-etl backfill`` against gateways that deviate
+in ways no EnOS document rules out.
+
+Each deviation runs alone, then with ties reordered per page under both meanings of ``count``. A
+day is either committed with exactly the emulator's ground truth, or refused with one line while
+nothing of it is written; where exactness is reachable (a capped page size, ``null`` lists, an
+exclusive lower bound, ids-only expressions) every day must be committed.
+
+The hardest combination (ties reordered per page, ``count`` a page length) runs the real command
+line; the other two run the same extraction and commit in-process (``load_days``), which keeps
+the suite's time reasonable since every command line pays for importing Dagster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowinst_etl.emulator import Emulator, EmulatorConfig, TruthInstance
+from flowinst_etl.extract import Extractor
+from flowinst_etl.gateway.client import EnosClient
+from flowinst_etl.load import load_days
+from flowinst_etl.store import read_manifest
+from flowinst_etl.tables.schema import TABLES
+from flowinst_etl.windows import zone
+from tests.guarantees.harness import (
+    assert_days_exact,
+    assert_exact_or_refused,
+    backfill_args,
+    days_from,
+    describe,
+    emulator_environment,
+    run_cli,
+    visible_days,
+)
+from tests.support import settings_for
+
+DAYS = days_from(date(2026, 11, 10), 2)
+PAGE_SIZE = 20
+PER_DAY = 120
+SHANGHAI = "Asia/Shanghai"
+HIDE_EVERY = 4
+
+EXACT, EXACT_OR_REFUSED = "exact", "exact or refused"
+
+#: Each deviation: its switches and what the backfill must do with it alone.
+DEVIATIONS: dict[str, tuple[dict[str, object], str]] = {
+    "page size capped at 7": ({"page_size_cap": 7}, EXACT),
+    "empty pages as flowInsts null": ({"null_lists": True}, EXACT),
+    "exclusive fromTriggerTime": ({"from_bound": "exclusive"}, EXACT),
+    "expression matches ids only": ({"expression_matches": "id"}, EXACT),
+    "expression matches flowName only": ({"expression_matches": "name"}, EXACT_OR_REFUSED),
+    "rows hidden after LIMIT": ({"hide_every": HIDE_EVERY}, EXACT_OR_REFUSED),
+    "trigger times move while paging": ({"move_every": 7}, EXACT_OR_REFUSED),
+}
+WITH = {
+    "alone": {},
+    "ties by page, count total": {"tie_order": "by_page", "count_mode": "total"},
+    "ties by page, count page length": {"tie_order": "by_page", "count_mode": "page"},
+}
+HARDEST = "ties by page, count page length"
+
+
+def cases(*combinations: str) -> list[Any]:
+    return [
+        pytest.param(switches | WITH[with_name], outcome, id=f"{name} / {with_name}")
+        for name, (switches, outcome) in DEVIATIONS.items()
+        for with_name in combinations
+    ]
+
+
+def emulator_for(**switches: object) -> Emulator:
+    return Emulator(
+        EmulatorConfig(
+            seed=43,
+            start_day=DAYS[0] - timedelta(days=1),
+            end_day=DAYS[-1] + timedelta(days=2),
+            per_day=PER_DAY,
+            **switches,
+        )
+    )
+
+
+def visible_under(switches: dict[str, object]) -> Callable[[TruthInstance], bool]:
+    """What the user may see: instances of hidden flows are not theirs to extract."""
+    hide = switches.get("hide_every") or 0
+    assert isinstance(hide, int)
+
+    def visible(truth: TruthInstance) -> bool:
+        return not hide or truth.record["flowId"] % hide != 0
+
+    return visible
+
+
+def backfill(
+    emulator: Emulator, tmp_path: Path, **settings: str
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    root = tmp_path / "data"
+    done = run_cli(
+        *backfill_args(DAYS[0], DAYS[-1], root, "--timezone", SHANGHAI),
+        env=emulator_environment(emulator, ENOS_PAGE_SIZE=str(PAGE_SIZE), **settings),
+        cwd=tmp_path,
+    )
+    return root, done
+
+
+@pytest.mark.parametrize(("switches", "outcome"), cases(HARDEST))
+def test_backfill_ends_each_day_exact_or_refused(
+    switches: dict[str, object], outcome: str, tmp_path: Path
+) -> None:
+    with emulator_for(**switches) as emulator:
+        root, done = backfill(emulator, tmp_path)
+        visible = visible_under(switches)
+        refused = assert_exact_or_refused(done, emulator, root, DAYS, SHANGHAI, visible)
+        counters = emulator.stats()
+    assert_outcome(switches, outcome, refused, counters, root)
+
+
+@pytest.mark.parametrize(("switches", "outcome"), cases("alone", "ties by page, count total"))
+def test_loading_ends_each_day_exact_or_refused(
+    switches: dict[str, object], outcome: str, tmp_path: Path
+) -> None:
+    with emulator_for(**switches) as emulator:
+        settings = settings_for(emulator, page_size=PAGE_SIZE)
+        with EnosClient(settings) as client:
+            extractor = Extractor(client)
+            results = list(load_days(extractor, DAYS, zone(SHANGHAI), str(tmp_path)))
+        refused = {r.day: r.error for r in results if r.error is not None}
+        assert sorted(r.day for r in results) == DAYS
+        for day, reason in refused.items():
+            assert "\n" not in reason
+            for table in TABLES:
+                assert day.isoformat() not in visible_days(tmp_path, table), (day, table)
+        committed = [day for day in DAYS if day not in refused]
+        if committed:
+            assert_days_exact(emulator, tmp_path, committed, SHANGHAI, visible_under(switches))
+        counters = emulator.stats()
+    assert_outcome(switches, outcome, refused, counters, tmp_path)
+
+
+def assert_outcome(
+    switches: dict[str, object],
+    outcome: str,
+    refused: Mapping[date, str],
+    counters: Mapping[str, int],
+    root: Path,
+) -> None:
+    """What each deviation must end in, beyond exact-or-refused, and that it happened at all."""
+    if outcome == EXACT:
+        assert not refused, refused
+    if switches.get("move_every"):
+        assert counters["moved"] > 0, "no trigger time moved: the case proves nothing"
+    if switches.get("hide_every") and switches.get("count_mode", "total") == "total":
+        # the gateway counts rows it then hides: the shortfall is always visible
+        assert set(refused) == set(DAYS), refused
+    for reason in refused.values():
+        assert reason.startswith("type "), reason
+    for day in DAYS:
+        if day not in refused:
+            figures = read_manifest(str(root), "flow_instances", day)["reconciliation"]
+            assert figures["rows_received"] == figures["instances"], figures
+            assert figures["count_reported"] in (figures["instances"], -1), figures
+
+
+def test_exact_where_reachable_all_at_once_with_an_iana_server_zone(tmp_path: Path) -> None:
+    switches = {
+        "page_size_cap": 7,
+        "null_lists": True,
+        "from_bound": "exclusive",
+        "to_bound": "inclusive",
+        "expression_matches": "id",
+        "tie_order": "by_page",
+        "count_mode": "page",
+        "page_base": "zero",
+    }
+    with emulator_for(**switches) as emulator:
+        root, done = backfill(emulator, tmp_path, ENOS_SERVER_TIMEZONE=SHANGHAI)
+        refused = assert_exact_or_refused(done, emulator, root, DAYS, SHANGHAI)
+    assert not refused and done.returncode == 0, describe(done)
+    repaired = sum(
+        read_manifest(str(root), "flow_instances", day)["reconciliation"]["repaired_seconds"]
+        for day in DAYS
+    )
+    assert repaired > 0, "no tied second was re-read: the case proves nothing"
+
+
+def test_a_wrong_server_offset_fails_every_day_naming_the_setting(tmp_path: Path) -> None:
+    with emulator_for() as emulator:  # the gateway writes GMT+8 time strings
+        root, done = backfill(emulator, tmp_path, ENOS_SERVER_TIMEZONE="GMT+9")
+        refused = assert_exact_or_refused(done, emulator, root, DAYS, SHANGHAI)
+    assert set(refused) == set(DAYS), describe(done)
+    assert all("ENOS_SERVER_TIMEZONE" in reason for reason in refused.values()), refused
