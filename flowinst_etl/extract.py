@@ -80,37 +80,31 @@ _INVALID_PARAMETER = 62102
 
 
 @dataclass
-class Reconciliation:
+class Reconciliation(Figures):
     """What it took to extract a window, and the figures that prove it complete.
 
     Each figure has one meaning, documented in docs/tables.md; on a committed day
     ``rows_received == instances`` and ``count_reported`` is ``instances`` or -1.
     """
 
-    requests: int = 0
-    pages: int = 0
-    retries: int = 0
-    throttled: int = 0
-    rows_received: int = 0
-    duplicates_dropped: int = 0
-    repaired_seconds: int = 0
-    drift: int = 0
-    count_reported: int = 0
+    count_reported: int | None = 0
     instances: int = 0
 
     def absorb(self, part: Figures) -> None:
-        """Add one scheduling type's figures; ``count_reported`` becomes -1 (unknown) as soon as
-        one type's count is a page length."""
+        """Add one scheduling type's figures; ``count_reported`` becomes unknown as soon as one
+        type's count is a page length."""
         for name, value in asdict(part).items():
             if name == "count_reported":
-                known = value is not None and self.count_reported >= 0
-                self.count_reported = self.count_reported + value if known else -1
+                known = value is not None and self.count_reported is not None
+                self.count_reported = self.count_reported + value if known else None
             else:
                 setattr(self, name, getattr(self, name) + value)
 
     def as_dict(self) -> dict[str, int]:
-        """The figures as a flat mapping."""
-        return asdict(self)
+        """The figures as a flat mapping (``count_reported`` -1 where unknown)."""
+        figures = asdict(self)
+        figures["count_reported"] = -1 if self.count_reported is None else self.count_reported
+        return figures
 
 
 @dataclass(frozen=True)

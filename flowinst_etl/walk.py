@@ -53,6 +53,8 @@ class GatewayConventions:
         page_size: the rows a page holds: the configured size, or less where the gateway caps it.
         page_size_capped: whether ``page_size`` was lowered to the gateway's cap.
         expression_finds_ids: whether ``expression`` finds an instance by its id.
+        count_is_total: whether ``count`` is every match (it was seen above the rows sent) or a
+            page length (seen below them).
     """
 
     requested_page_size: int
@@ -64,6 +66,7 @@ class GatewayConventions:
     page_size: int = 0
     page_size_capped: bool = False
     expression_finds_ids: bool | None = None
+    count_is_total: bool | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +133,7 @@ class TypeWalker:
             FlowinstError: the gateway failed.
         """
         if not self._learn_bounds():
+            self.figures.count_reported = 0
             return {}, self.figures
         start, end = self.window.start_ms, self.window.end_ms
         walk = self._walk(start, end, "")
@@ -192,10 +196,36 @@ class TypeWalker:
                 after = self._search(
                     from_ms, to_ms, expression, self._next_page_no(page_no, first, walk), size
                 )
-                if not after.records:
-                    return walk
-                self._short_page(len(records), size, walk.positions, None)
+                if after.records:
+                    self._short_page(len(records), size, walk.positions, None)
+                return self._with_tail(walk)
             page_no = self._next_page_no(page_no, first, walk)
+
+    def _with_tail(self, walk: _Walk) -> _Walk:
+        """A walk whose page after its short last page was empty, with what arrived after it.
+
+        Instances created while the window is paged trigger after every instance in it, so they
+        land behind the last page and, a few at a time, would hide behind the empty page after
+        it. ``[last trigger + 1 ms, end)`` must be empty; what it holds is read as a walk of its
+        own and appended.
+        """
+        after_ms = walk.last_trigger_ms + 1 if walk.positions else walk.from_ms
+        probe = self._search(after_ms, walk.to_ms, walk.expression, self._first_page(), 1)
+        if not probe.records:
+            return walk
+        tail = self._walk(after_ms, walk.to_ms, walk.expression)
+        for instance_id, row in tail.rows.items():
+            if instance_id in walk.rows:
+                self._fail(
+                    f"instance {instance_id} came back at {_iso(row.trigger_ms)}, after the "
+                    f"walk had read it at {_iso(walk.rows[instance_id].trigger_ms)}"
+                )
+            walk.rows[instance_id] = row
+        walk.positions += tail.positions
+        walk.reads.update(tail.reads)
+        walk.duplicate_seconds |= tail.duplicate_seconds
+        walk.last_count = None
+        return walk
 
     def _short_page(self, got: int, size: int, positions: int, count: int | None) -> None:
         """A page shorter than asked with rows after it: adapt to a cap once, else refuse."""
@@ -244,11 +274,16 @@ class TypeWalker:
         records = page.records
         if len(records) > size:
             raise ResponseFormatError(f"the gateway sent {len(records)} rows for pageSize {size}")
-        if page.count is not None and page.count > walk.positions + len(records):
-            walk.count_is_total = True
-        if walk.count_is_total and (page.count is None or page.count < walk.positions):
+        sent = walk.positions + len(records)
+        conventions = self.conventions
+        if conventions.count_is_total is None and page.count is not None and page.count != sent:
+            with conventions.lock:
+                conventions.count_is_total = page.count > sent
+        walk.count_is_total = conventions.count_is_total is True
+        if walk.count_is_total and (page.count is None or page.count < sent):
             raise ResponseFormatError(
-                f"count {page.count} is below the {walk.positions} rows already sent"
+                f"count {page.count} is below the {sent} rows sent, though this gateway's count "
+                "was a total before"
             )
         walk.last_count = page.count
         for record in records:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.extract import Extractor
@@ -21,6 +20,7 @@ from flowinst_etl.load import load_days
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
 from tests.guarantees.harness import assert_days_exact, days_from, visible_days
+from tests.guarantees.killing_storage import KillingFileSystem
 from tests.support import settings_for
 
 PROTOCOL = "brokenday"
@@ -28,17 +28,10 @@ DAYS = days_from(date(2026, 11, 2), 3)
 BROKEN = DAYS[1]
 
 
-class BrokenDayFileSystem(LocalFileSystem):
+class BrokenDayFileSystem(KillingFileSystem):
     """The local disk, except that writing any file of ``BROKEN`` raises ``RuntimeError``."""
 
     protocol = (PROTOCOL,)
-
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> Any:
-        text = str(path)
-        if text.startswith(f"{PROTOCOL}://"):
-            text = text[len(PROTOCOL) + 3 :]
-        return super()._strip_protocol(text)
 
     def _open(self, path: Any, mode: str = "rb", **kwargs: Any) -> Any:
         if "w" in mode and f"trigger_date={BROKEN.isoformat()}" in str(path):
