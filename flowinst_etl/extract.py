@@ -17,19 +17,23 @@ Learnt once per run (the first window with an instance of the type asked), then 
 - The effective page size: a page shorter than asked with rows after it (by the next page, or
   by a ``count`` that is a total) shows a cap; the page size is lowered to what the gateway
   served and the walk starts again. The same at the lowered size means rows are dropped after
-  paging (a privilege filter after LIMIT): the day fails.
+  paging (a privilege filter after LIMIT): the day fails. Where ``count`` is a page length, a
+  filter that drops every row of both pages that follow a short page cannot be seen.
 - What ``expression`` matches: asked with an instance's full id, the gateway must answer that
   instance; learnt when a tied second first needs splitting. If not, such a day fails.
+- What ``count`` means: a count above the rows sent so far is a total, one below them a page
+  length; learnt from the first page that tells, then cross-checked on every page (a total
+  never falls below the rows sent, else the day fails).
 
 Checked on every walk and every row:
 
 - The end of a walk: a short page is not proof on its own. Where ``count`` is a total, the
-  walk ends when as many rows as counted came; a short page before that is a cap or dropped
-  rows (above). Where ``count`` is the page length, the page after a short page must be empty.
-- The meaning of ``count``: a count above the rows received so far is a total (and must then
-  equal the instances found); never below the rows already sent.
-- Page size: never more rows than asked.
-- The gateway pages at all: a page equal to the one before fails the day.
+  walk ends when as many rows as counted came, and the instances found must equal it; a short
+  page before that is a cap or dropped rows (above). Where ``count`` is a page length, the page
+  after a short page must be empty, and so must the window after the last trigger read (rows
+  it holds arrived while paging and are read as a continuation of the walk).
+- Page size: never more rows than asked, or the day fails.
+- The gateway pages at all: eight pages in a row without a new instance fail the day.
 - Trigger order: rows come in non-decreasing trigger time, or the day fails.
 - The window: every row's trigger time, read in the server zone, lies in the window asked for.
   A row outside means the zone of the time strings or the bounds are wrong: the day fails,

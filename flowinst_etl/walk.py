@@ -210,7 +210,7 @@ class TypeWalker:
         own and appended.
         """
         after_ms = walk.last_trigger_ms + 1 if walk.positions else walk.from_ms
-        probe = self._search(after_ms, walk.to_ms, walk.expression, self._first_page(), 1)
+        probe = self._search(after_ms, walk.to_ms, walk.expression, self._first_page(), walk.size)
         if not probe.records:
             return walk
         tail = self._walk(after_ms, walk.to_ms, walk.expression)

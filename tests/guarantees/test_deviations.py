@@ -23,12 +23,13 @@ import pytest
 
 from flowinst_etl.emulator import Emulator, EmulatorConfig, TruthInstance
 from flowinst_etl.extract import Extractor
-from flowinst_etl.gateway.client import EnosClient
+from flowinst_etl.gateway.client import EnosClient, SearchQuery
 from flowinst_etl.load import load_days
 from flowinst_etl.store import read_manifest
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
 from tests.guarantees.harness import (
+    RecordingProxy,
     assert_days_exact,
     assert_exact_or_refused,
     backfill_args,
@@ -38,7 +39,7 @@ from tests.guarantees.harness import (
     run_cli,
     visible_days,
 )
-from tests.support import settings_for
+from tests.support import day_bounds_ms, settings_for
 
 DAYS = days_from(date(2026, 11, 10), 2)
 PAGE_SIZE = 20
@@ -195,3 +196,51 @@ def test_a_wrong_server_offset_fails_every_day_naming_the_setting(tmp_path: Path
         refused = assert_exact_or_refused(done, emulator, root, DAYS, SHANGHAI)
     assert set(refused) == set(DAYS), describe(done)
     assert all("ENOS_SERVER_TIMEZONE" in reason for reason in refused.values()), refused
+
+
+def test_each_switch_makes_the_gateway_deviate() -> None:
+    """The cases above prove something only if each switch really changes the answers."""
+    day_start = day_bounds_ms(DAYS[0], SHANGHAI)[0]  # a server midnight: a burst of periodic runs
+
+    def search(emulator: Emulator, **fields: Any) -> tuple[list[dict[str, Any]], bytes]:
+        query = {"from_ms": day_start, "to_ms": day_start + 86_400_000, "page_size": 20}
+        query |= fields
+        with RecordingProxy(emulator.base_url) as proxy:
+            settings = settings_for(emulator, api_url=proxy.base_url)
+            with EnosClient(settings) as client:
+                page = client.search(
+                    SearchQuery(
+                        1,
+                        query["from_ms"],
+                        query["to_ms"],
+                        1,
+                        query["page_size"],
+                        "trigger_time",
+                        query.get("expression", ""),
+                    )
+                )
+            answer = [e.answer for e in proxy.exchanges if "/flowInstances" in e.path][-1]
+        return page.records, answer
+
+    with emulator_for(page_size_cap=7) as emulator:
+        assert len(search(emulator)[0]) == 7
+    with emulator_for(null_lists=True) as emulator:
+        records, answer = search(emulator, from_ms=0, to_ms=1)
+        assert records == [] and b'"flowInsts":null' in answer
+    with emulator_for(from_bound="exclusive") as emulator:
+        records, _ = search(emulator, to_ms=day_start + 1000)
+        assert records == [] and emulator.truth(day_start, day_start + 1, 1)
+    with emulator_for() as emulator:
+        (first, *_), _ = search(emulator)
+    by_id, by_name = first["instanceId"], first["flowName"]
+    with emulator_for(expression_matches="id") as emulator:
+        assert search(emulator, expression=by_id)[0]
+        assert not search(emulator, expression=by_name)[0]
+    with emulator_for(expression_matches="name") as emulator:
+        assert not search(emulator, expression=by_id)[0]
+    with emulator_for(hide_every=HIDE_EVERY) as emulator:
+        records, _ = search(emulator)
+        assert len(records) < 20 and all(r["flowId"] % HIDE_EVERY for r in records)
+    with emulator_for(move_every=1) as emulator:
+        search(emulator)
+        assert emulator.stats()["moved"] == 1
