@@ -69,6 +69,7 @@ _DEVIATIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--expression-matches", "expression_matches", str, EXPRESSION_MATCHES, "what it searches"),
     ("--hide-every", "hide_every", int, None, "hide flows whose id is a multiple of N after LIMIT"),
     ("--move-every", "move_every", int, None, "every N-th search moves a trigger 1 s later"),
+    ("--record-timezone", "record_timezone", str, None, "IANA zone of record time strings"),
 )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import parse_server_timezone
@@ -111,6 +112,9 @@ class EmulatorConfig:
             after LIMIT (a privilege filter), so pages come short; 0 hides nothing.
         move_every: every N-th search moves one instance of its window a second later, as a
             rescheduled run would; 0 moves nothing.
+        record_timezone: an IANA zone the record time strings are written in, while Get Timezone
+            still answers ``server_timezone`` (a gateway in a zone with daylight saving time);
+            ``None`` writes them in ``server_timezone``.
     """
 
     host: str = "127.0.0.1"
@@ -147,6 +151,7 @@ class EmulatorConfig:
     expression_matches: str = "both"
     hide_every: int = 0
     move_every: int = 0
+    record_timezone: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -226,6 +231,24 @@ class EmulatorConfig:
         _choice(self, "expression_matches", EXPRESSION_MATCHES)
         _integer(self, "hide_every", 0)
         _integer(self, "move_every", 0)
+        if self.record_timezone is not None:
+            self.record_tz()
+
+    def record_tz(self) -> tzinfo:
+        """The zone record time strings are written in.
+
+        Raises:
+            ConfigError: ``record_timezone`` is not an IANA zone.
+        """
+        if self.record_timezone is None:
+            return self.tz()
+        try:
+            return ZoneInfo(self.record_timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"record_timezone must be an IANA zone such as 'Europe/Berlin', not "
+                f"{self.record_timezone!r}"
+            ) from exc
 
     def hides(self, flow_id: int) -> bool:
         """Whether the instances of a flow are hidden from the searching user."""

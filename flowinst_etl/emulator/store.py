@@ -6,7 +6,7 @@ import bisect
 import random
 import threading
 import time
-from datetime import timezone
+from datetime import tzinfo
 from typing import Any, NamedTuple
 
 from flowinst_etl.emulator.config import EmulatorConfig
@@ -75,7 +75,7 @@ class InstanceStore:
         self._rng = random.Random(f"{config.seed}:scheduler")
         self._flows = dataset.flows_by_type
         self._seed = config.seed
-        self._tz: timezone = config.tz()
+        self._tz: tzinfo = config.record_tz()
         self._malformed_rate = config.malformed_graph_rate
         self._counters = counters
         self._index = {

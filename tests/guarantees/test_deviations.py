@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from flowinst_etl import read_table
 from flowinst_etl.emulator import Emulator, EmulatorConfig, TruthInstance
 from flowinst_etl.extract import Extractor
 from flowinst_etl.gateway.client import EnosClient, SearchQuery
@@ -244,3 +245,52 @@ def test_each_switch_makes_the_gateway_deviate() -> None:
     with emulator_for(move_every=1) as emulator:
         search(emulator)
         assert emulator.stats()["moved"] == 1
+
+
+SUMMER = days_from(date(2026, 7, 10), 2)
+BERLIN = "Europe/Berlin"
+
+
+def daylight_saving_gateway() -> Emulator:
+    """Get Timezone answers GMT+1 while the strings are written in Berlin summer time (UTC+2)."""
+    return Emulator(
+        EmulatorConfig(
+            seed=47,
+            start_day=SUMMER[0] - timedelta(days=1),
+            end_day=SUMMER[-1] + timedelta(days=1),
+            per_day=PER_DAY,
+            server_timezone="GMT+1",
+            record_timezone=BERLIN,
+        )
+    )
+
+
+def test_an_iana_server_zone_reads_a_daylight_saving_gateway_exactly(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    with daylight_saving_gateway() as emulator:
+        done = run_cli(
+            *backfill_args(SUMMER[0], SUMMER[-1], root, "--timezone", BERLIN),
+            env=emulator_environment(
+                emulator, ENOS_PAGE_SIZE=str(PAGE_SIZE), ENOS_SERVER_TIMEZONE=BERLIN
+            ),
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, describe(done)
+        truths = assert_days_exact(emulator, root, SUMMER, BERLIN)
+    for day, truth in truths.items():
+        frame = read_table("flow_instances", str(root), day, day)
+        written = dict(zip(frame["instance_id"], frame["trigger_time"], strict=True))
+        for instance in truth:
+            instant = written[instance.record["instanceId"]]
+            assert instant.value // 1_000_000 == instance.trigger_ms, instance.record
+
+
+def test_get_timezones_fixed_offset_fails_daylight_saving_days_instead_of_dropping_rows(
+    tmp_path: Path,
+) -> None:
+    with daylight_saving_gateway() as emulator:
+        with EnosClient(settings_for(emulator, page_size=PAGE_SIZE)) as client:
+            results = list(load_days(Extractor(client), SUMMER, zone(BERLIN), str(tmp_path)))
+    assert [r.day for r in results if r.ok] == []
+    assert all("ENOS_SERVER_TIMEZONE" in str(r.error) for r in results), results
+    assert not any(visible_days(tmp_path, table) for table in TABLES)
