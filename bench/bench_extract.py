@@ -12,6 +12,7 @@ are printed from the same run.
 The emulator runs in a process of its own, as a gateway would.
 
     .venv/bin/python bench/bench_extract.py [--days 14] [--per-day 2000] [--latency-ms 20]
+        [--workers 4 8 16] [--count-mode total|page]
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=2000)
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument(
+        "--count-mode", choices=("total", "page"), default="total", help="what count means"
+    )
     args = parser.parse_args()
     first = date(2026, 11, 1)
     last = first + timedelta(days=args.days - 1)
@@ -115,6 +119,7 @@ def main() -> None:
         end_day=last + timedelta(days=1),
         per_day=args.per_day,
         latency_ms=args.latency_ms,
+        count_mode=args.count_mode,
     )
     server_tz = parse_server_timezone(config.server_timezone)
     windows = [day_window(first + timedelta(days=n), server_tz) for n in range(args.days)]
@@ -131,7 +136,7 @@ def main() -> None:
     truth = sum(per_part)
     print(
         f"{args.days} days x {args.per_day} instances/day, {args.latency_ms} ms latency, "
-        f"pageSize {PAGE_SIZE}; ground truth {truth} instances"
+        f"pageSize {PAGE_SIZE}, count {args.count_mode}; ground truth {truth} instances"
     )
     print(
         f"baseline (sequential offset paging):  {base_s:6.2f} s  {base_requests:4d} requests  "
