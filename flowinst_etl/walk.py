@@ -264,7 +264,9 @@ class TypeWalker:
         with conventions.lock:
             if conventions.page_base is None and first:
                 probe = self._search(walk.from_ms, walk.to_ms, walk.expression, 1, walk.size)
-                conventions.page_base = 1 if _ids(probe.records) == _ids(first) else 0
+                # Read as page 1, page 0 comes again, grown only by instances created since;
+                # as the second page it holds none of the first (ties stay in their positions).
+                conventions.page_base = 1 if _ids(first) <= _ids(probe.records) else 0
             base = conventions.page_base
         return 2 if base == 1 else 1
 
