@@ -401,17 +401,23 @@ class TypeWalker:
         ``[T, T + 1 s)`` holds it iff fromTriggerTime is inclusive, and ``{T}`` asked as
         ``[T - 1 ms, T]`` holds it iff toTriggerTime is inclusive.
 
-        Returns False when the window widened by a millisecond on each side holds no instance of
-        the type, so it is empty whatever the bounds mean.
+        Returns False when the window, also widened by a millisecond on each side, holds no
+        instance of the type, so it is empty whatever the bounds mean.
         """
         conventions = self.conventions
         with conventions.lock:
             if conventions.from_inclusive is not None and conventions.to_inclusive is not None:
                 return True
-            page = self._request(self.window.start_ms - 1, self.window.end_ms, "", 1)
+            start, end = self.window.start_ms, self.window.end_ms
+            size = conventions.page_size
+            page = self._request(start, end, "", size)
+            if not page.records:  # asked once more, widened by 1 ms at each end
+                page = self._request(start - 1, end, "", size)
             if not page.records:
                 return False
-            at = self._trigger_ms(page.records[0])
+            # an instant after the start, so that the probes stay inside the window
+            triggers = [self._trigger_ms(record) for record in page.records]
+            at = next((t for t in triggers if t > start), triggers[0])
             above = self._request(at, at + SECOND_MS, "", 1)
             conventions.from_inclusive = bool(above.records) and (
                 self._trigger_ms(above.records[0]) == at
