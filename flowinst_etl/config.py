@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from flowinst_etl.exceptions import ConfigError
-from flowinst_etl.windows import parse_day, parse_server_timezone, zone
+from flowinst_etl.windows import parse_day, server_zone, zone
 
 _T = TypeVar("_T")
 
@@ -133,7 +133,7 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
         if values.get(name) is not None and not values[name].strip():
             yield f"ENOS_{name.upper()} is empty: set it to the application's value"
     if values.get("server_timezone") is not None:
-        yield from _problems_of(parse_server_timezone, values["server_timezone"])
+        yield from _problems_of(server_zone, values["server_timezone"])
     yield from _out_of_range(values, _ENOS_NUMBERS)
     for name, bounds in _FIELD_RANGES.items():
         problem = None if values.get(name) is None else out_of_range(name, values[name], *bounds)

@@ -1,83 +1,111 @@
 """Exact extraction: every flow instance of a trigger window, each exactly once, with the proof.
 
-How completeness is proven. Pages are requested sorted by trigger time. Under a fixed set of
-matches, an offset walk whose pages are all full but the last returns exactly as many rows as there
-are matches; rows that tie on the trigger time may come back in a different order on each page, so
-a tie group that straddles a page boundary can return one instance twice and another never. Ties
-are local, though: a tie group always occupies the same positions, so if no instance of it came
-back twice, all of it came back. Every trigger second where a duplicate appeared is read again,
-split into disjoint subsets by ``expression`` (instance ids are ``{flowId}-{timestamp}``, so
-``"7-"`` matches the flows whose id ends in 7, ``"17-"`` those ending in 17, ...) until each subset
-pages without a duplicate. New instances appear after the latest trigger of a window, so they
-extend a walk rather than shift it; status changes do not change membership because every status
-is requested.
+Nothing about the gateway is taken on trust. Below is every belief the extractor relies on, with
+how it is verified from the gateway's own answers, or how its violation is detected; the source of
+each belief is docs/enos-api.md or the List Flow Instances document. A violation that cannot be
+worked around fails the day with one line saying what the gateway did; nothing of that day is
+committed and the other days go on.
 
-Where the documentation disagrees, the gateway is asked rather than assumed: the sorter field naming
-(``trigger_time`` or ``triggerTime``), the page base (1-based, 0 accepted as 1, or 0-based), whether
-``toTriggerTime`` is inclusive, and whether ``count`` is the total (then it must match what was
-received) or the page length.
+Learnt once per run (the first window with an instance of the type asked), then relied on:
+
+- Sorter naming (``trigger_time`` or ``triggerTime``): probed; neither accepted fails the run.
+- First page number (0 or 1) and whether page 0 is read as page 1: probed, then page 1 compared
+  with page 0 once a walk has a non-empty page 0.
+- Whether ``fromTriggerTime`` and ``toTriggerTime`` are inclusive: from an instance at ``T``,
+  ``[T, T + 1 s)`` holds it iff the lower bound is inclusive, ``[T - 1 ms, T]`` iff the upper
+  one is. Windows are then asked so that the gateway's reading is ``[start, end)`` exactly.
+- The effective page size: a page shorter than asked with rows after it (by the next page, or
+  by a ``count`` that is a total) shows a cap; the page size is lowered to what the gateway
+  served and the walk starts again. The same at the lowered size means rows are dropped after
+  paging (a privilege filter after LIMIT): the day fails. Where ``count`` is a page length, a
+  filter that drops every row of both pages that follow a short page cannot be seen.
+- What ``expression`` matches: asked with an instance's full id, the gateway must answer that
+  instance; learnt when a tied second first needs splitting. If not, such a day fails.
+- What ``count`` means: a count above the rows sent so far is a total, one below them a page
+  length; learnt from the first page that tells, then cross-checked on every page (a total
+  never falls below the rows sent, else the day fails).
+
+Checked on every walk and every row:
+
+- The end of a walk: a short page is not proof on its own. Where ``count`` is a total, the
+  walk ends when as many rows as counted came, and the instances found must equal it; a short
+  page before that is a cap or dropped rows (above). Where ``count`` is a page length, the page
+  after a short page must be empty, and so must the window after the last trigger read (rows
+  it holds arrived while paging and are read as a continuation of the walk).
+- Page size: never more rows than asked, or the day fails.
+- The gateway pages at all: eight pages in a row without a new instance fail the day.
+- Trigger order: rows come in non-decreasing trigger time, or the day fails.
+- The window: every row's trigger time, read in the server zone, lies in the window asked for.
+  A row outside means the zone of the time strings or the bounds are wrong: the day fails,
+  naming ENOS_SERVER_TIMEZONE (an IANA name follows daylight saving time; Get Timezone's
+  ``GMT+N`` does not).
+- The zone of the strings: the earliest row of each walk, asked for at exactly the instant its
+  string reads as, must be answered: an offset that is wrong inside the window is caught too.
+- Stable order under ties: rows tied on trigger time may be reordered per page (SQL LIMIT/OFFSET
+  on a non-unique key). Ties are local, so a walk reads exactly one row per position, and the
+  rows of a tied second give that second's size. A second where an id repeated is read again in
+  disjoint parts by ``expression`` (ids are ``{flowId}-{stamp}``: ``"7-"`` finds flow ids ending
+  in 7, ``"17-"`` in 17, ...), each split further until it pages without a repeat. The parts must
+  cover every id seen there before, and their sizes must add up to the second's size; an id whose
+  flow id is the whole suffix is in no part and must have been seen. Afterwards the window's
+  distinct instances must equal the positions its walk read.
+- ``expression`` matches ids only as substrings: a part's row whose id lacks the expression
+  (matched by its name) fails the day.
+- Trigger times do not move while paging: an id read twice at two trigger times fails the day
+  ("run the day again"); a move that loses an instance breaks the position count above.
+- New instances extend a walk (they trigger after the window's latest instance) and status
+  changes keep membership, because every status is asked; a record that changed between two
+  reads is kept in its last form and counted as ``drift``.
+- ``"flowInsts": null`` is an empty page.
+- Scheduling types are disjoint: an id found under two types fails the day.
+- Every record has an ``instanceId`` and a readable ``triggerTime``, or the day fails.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import tzinfo
-from typing import Any
 
-from flowinst_etl.exceptions import (
-    FatalApiError,
-    FlowinstError,
-    IncompleteExtractionError,
-    ResponseFormatError,
-)
-from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
+from flowinst_etl.exceptions import FatalApiError, IncompleteExtractionError
+from flowinst_etl.gateway.client import EnosClient, SearchQuery
 from flowinst_etl.model import SCHEDULING_TYPES, FoundInstance
-from flowinst_etl.windows import Window, server_time_to_epoch_ms
+from flowinst_etl.walk import SECOND_MS, Figures, GatewayConventions, Row, TypeWalker
+from flowinst_etl.windows import Window
 
 log = logging.getLogger(__name__)
 
 SORTER_FIELDS = ("trigger_time", "triggerTime")
 _INVALID_PARAMETER = 62102
-_SECOND_MS = 1000
-_SPLIT_DEPTH = 6
-_SPLITTABLE_ID = re.compile(r"^(\d+)-")
 
 
 @dataclass
-class Reconciliation:
-    """What it took to extract a window, and the figures that prove it complete."""
+class Reconciliation(Figures):
+    """What it took to extract a window, and the figures that prove it complete.
 
-    requests: int = 0
-    pages: int = 0
-    retries: int = 0
-    throttled: int = 0
-    rows_received: int = 0
-    duplicates_dropped: int = 0
-    out_of_window_dropped: int = 0
-    repaired_seconds: int = 0
-    drift: int = 0
-    count_reported: int | None = None
+    Each figure has one meaning, documented in docs/tables.md; on a committed day
+    ``rows_received == instances`` and ``count_reported`` is ``instances`` or -1.
+    """
+
+    count_reported: int | None = 0
     instances: int = 0
 
-    def absorb(self, other: Reconciliation) -> None:
-        """Add another part's figures to these (``count_reported`` adds up only where known)."""
-        for name, value in asdict(other).items():
+    def absorb(self, part: Figures) -> None:
+        """Add one scheduling type's figures; ``count_reported`` becomes unknown as soon as one
+        type's count is a page length."""
+        for name, value in asdict(part).items():
             if name == "count_reported":
-                if value is not None:
-                    self.count_reported = (self.count_reported or 0) + value
+                known = value is not None and self.count_reported is not None
+                self.count_reported = self.count_reported + value if known else None
             else:
                 setattr(self, name, getattr(self, name) + value)
 
     def as_dict(self) -> dict[str, int]:
-        """The figures as a flat mapping (``count_reported`` -1 when the gateway's count is a page
-        length)."""
+        """The figures as a flat mapping (``count_reported`` -1 where unknown)."""
         figures = asdict(self)
         figures["count_reported"] = -1 if self.count_reported is None else self.count_reported
         return figures
@@ -92,33 +120,6 @@ class Extraction:
     reconciliation: Reconciliation
 
 
-@dataclass
-class GatewayConventions:
-    """What this gateway does where the documentation disagrees; learnt once per extractor."""
-
-    sorter_field: str | None = None
-    first_page_no: int | None = None
-    page_base: int | None = None
-    to_inclusive: bool | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-@dataclass
-class _Row:
-    record: dict[str, Any]
-    trigger_ms: int
-
-
-class _Walk:
-    """The rows of one offset walk, keyed by instance id, with the seconds where duplicates came."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, _Row] = {}
-        self.duplicate_seconds: set[int] = set()
-        self.last_count: int | None = None
-        self.count_is_total = False
-
-
 class Extractor:
     """Extracts windows from one gateway, ``max_workers`` requests in flight at most.
 
@@ -131,7 +132,7 @@ class Extractor:
         self.client = client
         self.max_workers = max_workers
         self.page_size = client.settings.page_size
-        self.conventions = GatewayConventions()
+        self.conventions = GatewayConventions(self.page_size)
 
     def extract(self, window: Window) -> Extraction:
         """Every instance of ``window``, of every scheduling type and status, each exactly once.
@@ -148,18 +149,19 @@ class Extractor:
 
     def extract_many(
         self, windows: Iterable[Window]
-    ) -> Iterator[tuple[Window, Extraction | FlowinstError]]:
-        """Extract windows concurrently; yield each as soon as it is done, a failure as its error.
+    ) -> Iterator[tuple[Window, Extraction | Exception]]:
+        """Extract windows concurrently; yield each as soon as it is done, a failure as its error
+        (any exception of one window's work fails that window only).
 
         Work is split into (window, scheduling type) walks run by ``max_workers`` threads, fed
         lazily, so memory is bounded by the windows in flight, not by the range.
         """
         server_tz = self.client.server_timezone()
         units = ((w, t) for w in windows for t in SCHEDULING_TYPES)
-        parts: dict[Window, list[tuple[int, dict[str, _Row], Reconciliation]]] = {}
-        failed: dict[Window, FlowinstError] = {}
+        parts: dict[Window, list[tuple[int, dict[str, Row], Figures]]] = {}
+        failed: dict[Window, Exception] = {}
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="flowinst-extract") as pool:
-            running: dict[Future[tuple[dict[str, _Row], Reconciliation]], tuple[Window, int]] = {}
+            running: dict[Future[tuple[dict[str, Row], Figures]], tuple[Window, int]] = {}
 
             def submit_next() -> None:
                 unit = next(units, None)
@@ -174,11 +176,11 @@ class Extractor:
                     window, scheduling_type = running.pop(future)
                     submit_next()
                     error = future.exception()
-                    if error is not None and not isinstance(error, FlowinstError):
+                    if error is not None and not isinstance(error, Exception):
                         raise error
                     if error is not None:
                         failed.setdefault(window, error)
-                        parts.setdefault(window, []).append((scheduling_type, {}, Reconciliation()))
+                        parts.setdefault(window, []).append((scheduling_type, {}, Figures()))
                     else:
                         parts.setdefault(window, []).append((scheduling_type, *future.result()))
                     if len(parts[window]) == len(SCHEDULING_TYPES):
@@ -186,13 +188,14 @@ class Extractor:
                         if window in failed:
                             yield window, failed.pop(window)
                         else:
-                            yield window, _assemble(window, window_parts)
+                            yield window, _assemble_or_error(window, window_parts)
 
     def _extract_unit(
         self, window: Window, scheduling_type: int, server_tz: tzinfo
-    ) -> tuple[dict[str, _Row], Reconciliation]:
+    ) -> tuple[dict[str, Row], Figures]:
         self._learn_conventions(window)
-        return _TypeWalker(self, scheduling_type, window, server_tz).collect()
+        walker = TypeWalker(self.client, self.conventions, scheduling_type, window, server_tz)
+        return walker.collect()
 
     def check_access(self) -> None:
         """Fail fast on a bad gateway, credentials, user/org or privileges, before any work.
@@ -202,7 +205,7 @@ class Extractor:
         """
         self.client.server_timezone()
         now = int(time.time() * 1000)
-        self._learn_conventions(Window(now - _SECOND_MS, now))
+        self._learn_conventions(Window(now - SECOND_MS, now))
 
     def _learn_conventions(self, window: Window) -> None:
         """Ask the gateway which sorter name and first page number it takes (once)."""
@@ -237,243 +240,36 @@ class Extractor:
         return True
 
 
-class _TypeWalker:
-    """Collects one scheduling type of one window."""
-
-    def __init__(
-        self, extractor: Extractor, scheduling_type: int, window: Window, server_tz: tzinfo
-    ) -> None:
-        self.extractor = extractor
-        self.conventions = extractor.conventions
-        self.page_size = extractor.page_size
-        self.scheduling_type = scheduling_type
-        self.window = window
-        self.server_tz = server_tz
-        self.reconciliation = Reconciliation()
-
-    def collect(self) -> tuple[dict[str, _Row], Reconciliation]:
-        self._learn_bound()
-        walk = self._walk(self.window.start_ms, self.window.end_ms, "")
-        rows = walk.rows
-        for second in sorted(walk.duplicate_seconds):
-            lo, hi = max(second, self.window.start_ms), min(second + _SECOND_MS, self.window.end_ms)
-            rows = {i: r for i, r in rows.items() if not lo <= r.trigger_ms < hi}
-            rows.update(self._split_second(lo, hi, walk, ""))
-            self.reconciliation.repaired_seconds += 1
-        if walk.count_is_total and walk.last_count is not None:
-            self.reconciliation.count_reported = walk.last_count
-            if len(rows) < walk.last_count:
-                raise IncompleteExtractionError(
-                    f"type {self.scheduling_type} window [{self.window.start_ms}, "
-                    f"{self.window.end_ms}): the gateway counts {walk.last_count} instances but "
-                    f"only {len(rows)} were received"
-                )
-        kept = {i: r for i, r in rows.items() if self.window.contains(r.trigger_ms)}
-        self.reconciliation.out_of_window_dropped += len(rows) - len(kept)
-        return kept, self.reconciliation
-
-    def _split_second(self, lo: int, hi: int, parent: _Walk, expression: str) -> dict[str, _Row]:
-        """Every instance of one trigger second, read in disjoint id subsets until each is exact."""
-        depth = len(expression) - 1 if expression else 0
-        if depth >= _SPLIT_DEPTH:
-            raise IncompleteExtractionError(
-                f"type {self.scheduling_type}: the instances triggered at {lo} could not be paged "
-                f"consistently even in subsets of ids ending in {expression!r}"
-            )
-        for instance_id, row in parent.rows.items():
-            if lo <= row.trigger_ms < hi and expression in instance_id:
-                match = _SPLITTABLE_ID.match(instance_id)
-                if match is None or len(match[1]) <= depth:
-                    raise IncompleteExtractionError(
-                        f"type {self.scheduling_type}: instance id {instance_id!r} triggered at "
-                        f"{lo} cannot be told apart by expression; the second cannot be split"
-                    )
-        rows: dict[str, _Row] = {}
-        suffix = expression or "-"
-        for digit in "0123456789":
-            walk = self._walk(lo, hi, digit + suffix)
-            if walk.duplicate_seconds:
-                rows.update(self._split_second(lo, hi, walk, digit + suffix))
-            else:
-                rows.update(walk.rows)
-        return {i: r for i, r in rows.items() if lo <= r.trigger_ms < hi}
-
-    def _walk(self, from_ms: int, to_ms: int, expression: str) -> _Walk:
-        """Offset-page one query to its end, noting the seconds where an id came back twice."""
-        walk = _Walk()
-        first = self._page(from_ms, to_ms, expression, self.conventions.first_page_no, walk)
-        if len(first) < self.page_size:
-            if walk.count_is_total:
-                raise IncompleteExtractionError(
-                    f"the gateway sent {len(first)} rows for pageSize {self.page_size} while "
-                    f"counting {walk.last_count}: it caps the page size; lower ENOS_PAGE_SIZE"
-                )
-            return walk
-        page_no = self._second_page_no(from_ms, to_ms, expression, first, walk)
-        previous = first
-        while page_no is not None:
-            records = self._page(from_ms, to_ms, expression, page_no, walk)
-            if records and _ids(records) == _ids(previous):
-                raise IncompleteExtractionError(
-                    f"the gateway answered page {page_no} with the same instances as the page "
-                    "before: it does not page"
-                )
-            if len(records) < self.page_size or self._reached_total(walk):
-                break
-            previous, page_no = records, page_no + 1
-        return walk
-
-    def _second_page_no(
-        self, from_ms: int, to_ms: int, expression: str, first: list[dict[str, Any]], walk: _Walk
-    ) -> int | None:
-        """The page number after the first; learns the page base from the gateway if unknown.
-
-        A gateway that accepts page 0 either counts from 0 or treats 0 as 1: page 1 then repeats
-        page 0 exactly (same effective page), or starts where page 0 ended.
-        """
-        if self._reached_total(walk):
-            return None
-        conventions = self.conventions
-        with conventions.lock:  # one walk asks; the others wait for its answer
-            if conventions.page_base is not None:
-                return conventions.page_base + 1
-            probe = _Walk()
-            second = self._page(from_ms, to_ms, expression, 1, probe)
-            conventions.page_base = 1 if _ids(second) == _ids(first) else 0
-            base = conventions.page_base
-        if base == 1:
-            return 2
-        self._merge(walk, probe)
-        return None if len(second) < self.page_size or self._reached_total(walk) else 2
-
-    def _page(
-        self, from_ms: int, to_ms: int, expression: str, page_no: int | None, walk: _Walk
-    ) -> list[dict[str, Any]]:
-        assert page_no is not None
-        # A gateway whose toTriggerTime is inclusive is asked for [from, to - 1 ms], so that runs
-        # appended to a window land at the end of the walk, not before the next day's midnight.
-        last = to_ms - 1 if self.conventions.to_inclusive else to_ms
-        page = self._search(from_ms, last, expression, page_no, self.page_size)
-        if page.count is not None and page.count > len(page.records):
-            walk.count_is_total = True
-        if page.count is not None and page.count < len(page.records) and walk.count_is_total:
-            raise ResponseFormatError(
-                f"count {page.count} is below the {len(page.records)} rows sent"
-            )
-        walk.last_count = page.count
-        self._merge_records(walk, page.records)
-        return page.records
-
-    def _search(
-        self, from_ms: int, to_ms: int, expression: str, page_no: int, page_size: int
-    ) -> SearchPage:
-        """One request, accounted in the reconciliation."""
-        assert self.conventions.sorter_field is not None
-        query = SearchQuery(
-            self.scheduling_type,
-            from_ms,
-            to_ms,
-            page_no,
-            page_size,
-            self.conventions.sorter_field,
-            expression,
-        )
-        page = self.extractor.client.search(query)
-        stats = self.reconciliation
-        stats.requests += 1 + page.retries
-        stats.pages += 1
-        stats.retries += page.retries
-        stats.throttled += page.throttled
-        stats.rows_received += len(page.records)
-        return page
-
-    def _learn_bound(self) -> None:
-        """Whether toTriggerTime is inclusive: ask for ``[T, T]`` where an instance is at ``T``.
-
-        Learnt once, from the first window that has an instance.
-        """
-        conventions = self.conventions
-        with conventions.lock:
-            first_page_no = conventions.first_page_no
-            if conventions.to_inclusive is not None or first_page_no is None:
-                return
-            window = self.window
-            page = self._search(window.start_ms, window.end_ms, "", first_page_no, 1)
-            if not page.records:
-                return
-            trigger_ms = self._trigger_ms(page.records[0])
-            at = self._search(trigger_ms, trigger_ms, "", first_page_no, 1)
-            conventions.to_inclusive = bool(at.records)
-
-    def _reached_total(self, walk: _Walk) -> bool:
-        return (
-            walk.count_is_total
-            and walk.last_count is not None
-            and len(walk.rows) >= walk.last_count
-        )
-
-    def _merge(self, walk: _Walk, other: _Walk) -> None:
-        self._merge_records(walk, [row.record for row in other.rows.values()])
-        walk.last_count = other.last_count
-        walk.count_is_total = walk.count_is_total or other.count_is_total
-
-    def _merge_records(self, walk: _Walk, records: list[dict[str, Any]]) -> None:
-        for record in records:
-            instance_id = record.get("instanceId")
-            if not isinstance(instance_id, str) or not instance_id:
-                raise ResponseFormatError(
-                    f"a flow instance without an instanceId in the answer: {_describe(record)}"
-                )
-            row = _Row(record, self._trigger_ms(record))
-            seen = walk.rows.get(instance_id)
-            if seen is not None:
-                self.reconciliation.duplicates_dropped += 1
-                walk.duplicate_seconds.add(row.trigger_ms - row.trigger_ms % _SECOND_MS)
-                if seen.record != record:
-                    self.reconciliation.drift += 1
-            walk.rows[instance_id] = row
-
-    def _trigger_ms(self, record: dict[str, Any]) -> int:
-        text = record.get("triggerTime")
-        try:
-            if isinstance(text, str):
-                return server_time_to_epoch_ms(text, self.server_tz)
-        except ValueError as error:
-            raise _unreadable_trigger(record) from error
-        raise _unreadable_trigger(record)
+def _assemble_or_error(
+    window: Window, parts: list[tuple[int, dict[str, Row], Figures]]
+) -> Extraction | Exception:
+    try:
+        return _assemble(window, parts)
+    except IncompleteExtractionError as error:
+        return error
 
 
-def _assemble(
-    window: Window, parts: list[tuple[int, dict[str, _Row], Reconciliation]]
-) -> Extraction:
-    """One window's instances from its per-type parts, each id once, ordered by trigger and id."""
+def _assemble(window: Window, parts: list[tuple[int, dict[str, Row], Figures]]) -> Extraction:
+    """One window's instances from its per-type parts, ordered by trigger and id.
+
+    Raises:
+        IncompleteExtractionError: an id came back under two scheduling types.
+    """
     reconciliation = Reconciliation()
     found: dict[str, tuple[int, FoundInstance]] = {}
     for scheduling_type, rows, part in sorted(parts, key=lambda p: p[0]):
         reconciliation.absorb(part)
         for instance_id, row in rows.items():
             if instance_id in found:
-                reconciliation.duplicates_dropped += 1
-            else:
-                found[instance_id] = (row.trigger_ms, FoundInstance(scheduling_type, row.record))
+                raise IncompleteExtractionError(
+                    f"instance {instance_id} came back for scheduling types "
+                    f"{found[instance_id][1].scheduling_type} and {scheduling_type}: the gateway "
+                    "does not filter by type, so its type cannot be told"
+                )
+            found[instance_id] = (row.trigger_ms, FoundInstance(scheduling_type, row.record))
     ordered = sorted(found, key=lambda i: (found[i][0], i))
     reconciliation.instances = len(ordered)
     return Extraction(window, [found[i][1] for i in ordered], reconciliation)
-
-
-def _unreadable_trigger(record: dict[str, Any]) -> ResponseFormatError:
-    return ResponseFormatError(
-        f"instance {record.get('instanceId')!r} has an unreadable triggerTime "
-        f"{record.get('triggerTime')!r}"
-    )
-
-
-def _ids(records: list[dict[str, Any]]) -> set[Any]:
-    return {record.get("instanceId") for record in records}
-
-
-def _describe(record: dict[str, Any]) -> str:
-    return "{" + ", ".join(sorted(record)[:8]) + ("…}" if len(record) > 8 else "}")
 
 
 def minimum_requests(instances: int, page_size: int) -> int:

@@ -1,6 +1,7 @@
 """Loading days: extract each day's window, flatten it, and commit it to the store on its own.
 
-A failing day is reported and skipped; it neither blocks nor rolls back the days around it.
+A failing day is reported and skipped; it neither blocks nor rolls back the days around it, whatever
+the exception (a bug in one day's data must not cost the other days).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def load_days(
             if isinstance(outcome, Extraction):
                 result = _commit(day, outcome, server_tz, facts, root, storage_options)
             else:
-                result = DayResult(day, error=str(outcome))
+                result = DayResult(day, error=_reason(outcome))
             if not result.ok:
                 log.error("day %s failed: %s", day, result.error)
             yield result
@@ -111,7 +112,13 @@ def _commit(
         written = write_day(
             root, day, tables.as_dict(), reconciliation, storage_options=storage_options
         )
-    except FlowinstError as error:
-        return DayResult(day, error=str(error))
+    except Exception as error:  # noqa: BLE001 - any failure stays in its day
+        return DayResult(day, error=_reason(error))
     preview = tables.instances.head(PREVIEW_ROWS)[PREVIEW_COLUMNS].astype(str).to_dict("records")
     return DayResult(day, dict(written.rows), reconciliation, dict(written.paths), preview)
+
+
+def _reason(error: Exception) -> str:
+    """One line: the message of an expected failure, with the exception's type for anything else."""
+    text = str(error) if isinstance(error, FlowinstError) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split()) or type(error).__name__

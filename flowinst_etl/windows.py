@@ -3,7 +3,8 @@
 A partition day is ``[local midnight, next local midnight)`` in an IANA timezone, so DST days
 last 23 or 25 hours and an instance triggered exactly at midnight belongs to the day it starts.
 EnOS writes times as naive ``yyyy-MM-dd HH:mm:ss[.S]`` strings in the server's timezone, which Get
-Timezone reports as ``GMT+N``.
+Timezone reports as ``GMT+N`` (one fixed offset, docs/enos-api.md); a gateway in a zone with
+daylight saving time is read right only with its IANA name (``ENOS_SERVER_TIMEZONE=Europe/Berlin``).
 """
 
 from __future__ import annotations
@@ -77,11 +78,6 @@ def day_window(day: date, tz: tzinfo) -> Window:
     return Window(_epoch_ms(start), _epoch_ms(end))
 
 
-def day_of(epoch_ms: int, tz: tzinfo) -> date:
-    """The partition day an instant belongs to."""
-    return datetime.fromtimestamp(epoch_ms / 1000, tz).date()
-
-
 def parse_server_timezone(text: str) -> timezone:
     """The fixed offset of a Get Timezone answer such as ``GMT+8``, ``GMT-3:30`` or ``UTC``.
 
@@ -97,6 +93,25 @@ def parse_server_timezone(text: str) -> timezone:
     if offset > timedelta(hours=14):
         raise ConfigError(f"unreadable server timezone {text!r}: offset beyond 14 hours")
     return timezone(-offset if match["sign"] == "-" else offset)
+
+
+def server_zone(text: str) -> tzinfo:
+    """The server timezone a setting names: a fixed offset (``GMT+8``, ``UTC``) or an IANA name
+    (``Europe/Berlin``), whose offset then follows daylight saving time at each instant.
+
+    Raises:
+        ConfigError: neither form.
+    """
+    try:
+        return parse_server_timezone(text)
+    except ConfigError:
+        pass
+    if "/" not in text:
+        raise ConfigError(
+            f"unreadable server timezone {text!r}: expected an offset like 'GMT+8' or an IANA "
+            "name like 'Europe/Berlin'"
+        )
+    return zone(text.strip())
 
 
 def server_time_to_utc(text: str | None, server_tz: tzinfo) -> datetime | None:

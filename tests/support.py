@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.emulator import Emulator, TruthInstance
-from flowinst_etl.windows import day_window, zone
 
 
 def settings_for(emulator: Emulator, **overrides: Any) -> EnosSettings:
@@ -48,7 +48,16 @@ def expected_rows(truth: list[TruthInstance]) -> dict[str, int]:
     return counts
 
 
+def day_bounds_ms(day: date, timezone: str) -> tuple[int, int]:
+    """Epoch ms of ``day``'s local midnight and the next one in the IANA zone ``timezone``,
+    computed with the standard library alone (not with the product's windows)."""
+    tz = ZoneInfo(timezone)
+    following = day + timedelta(days=1)
+    start = datetime(day.year, day.month, day.day, tzinfo=tz)
+    end = datetime(following.year, following.month, following.day, tzinfo=tz)
+    return round(start.timestamp() * 1000), round(end.timestamp() * 1000)
+
+
 def day_truth(emulator: Emulator, day: date, timezone: str) -> list[TruthInstance]:
     """The emulator's instances of one partition day."""
-    window = day_window(day, zone(timezone))
-    return emulator.truth(window.start_ms, window.end_ms)
+    return emulator.truth(*day_bounds_ms(day, timezone))

@@ -8,12 +8,12 @@ import pytest
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import (
-    day_of,
     day_window,
     parse_day,
     parse_server_timezone,
     server_time_to_epoch_ms,
     server_time_to_utc,
+    server_zone,
     zone,
 )
 
@@ -37,11 +37,28 @@ def test_consecutive_days_tile_time_without_gap_or_overlap() -> None:
 
 
 def test_midnight_belongs_to_the_day_it_starts() -> None:
-    tz = zone("Asia/Shanghai")
-    window = day_window(date(2026, 11, 2), tz)
-    assert day_of(window.start_ms, tz) == date(2026, 11, 2)
-    assert day_of(window.start_ms - 1, tz) == date(2026, 11, 1)
+    window = day_window(date(2026, 11, 2), zone("Asia/Shanghai"))
+    # 2026-11-01T16:00:00Z and 2026-11-02T16:00:00Z
+    assert (window.start_ms, window.end_ms) == (1_793_548_800_000, 1_793_635_200_000)
     assert window.contains(window.start_ms) and not window.contains(window.end_ms)
+
+
+def test_an_iana_server_zone_follows_daylight_saving_time() -> None:
+    berlin = server_zone("Europe/Berlin")
+    # summer: CEST, UTC+2; winter: CET, UTC+1
+    assert server_time_to_utc("2026-07-01 12:00:00", berlin) == datetime(
+        2026, 7, 1, 10, 0, tzinfo=timezone.utc
+    )
+    assert server_time_to_utc("2026-12-01 12:00:00", berlin) == datetime(
+        2026, 12, 1, 11, 0, tzinfo=timezone.utc
+    )
+    assert server_zone("GMT+8").utcoffset(None) == timedelta(hours=8)
+
+
+@pytest.mark.parametrize("text", ["CST", "Mars/Olympus", ""])
+def test_unreadable_server_zones_name_the_problem(text: str) -> None:
+    with pytest.raises(ConfigError, match="timezone"):
+        server_zone(text)
 
 
 @pytest.mark.parametrize(

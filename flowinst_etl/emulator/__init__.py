@@ -1,7 +1,7 @@
 """An EnOS API emulator on loopback HTTP, to test the ETL against the protocol and its faults.
 
 It serves the token service, Get Timezone / Get Current Time and List Flow Instances exactly as
-``enos-api.md`` describes them, over deterministic synthetic data generated from ``seed``.
+``docs/enos-api.md`` describes them, over deterministic synthetic data generated from ``seed``.
 
 Endpoints:
     ``POST /apim-token-service/v2.0/token/get`` and ``.../token/refresh``; ``GET

@@ -15,6 +15,8 @@ from flowinst_etl.emulator.config import (
     COUNT_MODES,
     DEMO_CREDENTIALS,
     ENVELOPES,
+    EXPRESSION_MATCHES,
+    FROM_BOUNDS,
     PAGE_BASES,
     SORTER_NAMES,
     TIE_ORDERS,
@@ -60,6 +62,15 @@ _SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--forced-error", "forced_error", int, None, "EnOS code every search answers, e.g. 62109"),
     ("--body-fault", "body_fault", str, BODY_FAULTS, "broken HTTP 200 body on every search"),
 )
+# Gateway deviations, each independent (``--null-lists`` is a plain on/off flag).
+_DEVIATIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
+    ("--page-size-cap", "page_size_cap", int, None, "most records a page holds"),
+    ("--from-bound", "from_bound", str, FROM_BOUNDS, "whether fromTriggerTime is in the window"),
+    ("--expression-matches", "expression_matches", str, EXPRESSION_MATCHES, "what it searches"),
+    ("--hide-every", "hide_every", int, None, "hide flows whose id is a multiple of N after LIMIT"),
+    ("--move-every", "move_every", int, None, "every N-th search moves a trigger 1 s later"),
+    ("--record-timezone", "record_timezone", str, None, "IANA zone of record time strings"),
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +94,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user-id", default=DEMO_CREDENTIALS.user_id)
     parser.add_argument("--server-timezone", default=defaults.server_timezone, help="e.g. GMT+8")
     parser.add_argument("--clock-skew-ms", type=int, default=0, help="added to getCurrentTime")
-    for flag, name, kind, choices, text in _SWITCHES:
+    parser.add_argument(
+        "--null-lists", action="store_true", help='empty pages answer "flowInsts": null'
+    )
+    for flag, name, kind, choices, text in _SWITCHES + _DEVIATIONS:
         metavar = None if choices else flag[2:].upper().replace("-", "_")
         parser.add_argument(
             flag,
@@ -115,7 +129,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         server_timezone=args.server_timezone,
         credentials=Credentials(args.access_key, args.secret_key, args.org_id, args.user_id),
         clock_skew_ms=args.clock_skew_ms,
-        **{name: getattr(args, name) for _, name, _, _, _ in _SWITCHES},
+        **{name: getattr(args, name) for _, name, _, _, _ in _SWITCHES + _DEVIATIONS},
+        null_lists=args.null_lists,
     )
 
 

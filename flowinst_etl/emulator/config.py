@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import parse_server_timezone
@@ -16,6 +17,8 @@ TO_BOUNDS = ("exclusive", "inclusive")
 TIE_ORDERS = ("stable", "by_page")
 ENVELOPES = ("v2.1", "v2.0")
 BODY_FAULTS = ("html", "empty", "truncated")
+FROM_BOUNDS = ("inclusive", "exclusive")
+EXPRESSION_MATCHES = ("both", "id", "name")
 
 #: Settings fixed when the dataset is generated or the socket bound; ``reconfigure`` refuses them.
 STRUCTURAL_FIELDS = frozenset(
@@ -97,6 +100,21 @@ class EmulatorConfig:
         body_fault: "html", "empty" or "truncated" HTTP 200 bodies on every search.
         failing_window_ms: searches whose trigger window overlaps this ``(start, end)`` epoch-ms
             range answer 62109, so one day of a range can fail while the others succeed.
+
+    Deviations no EnOS document rules out, each independent of the others:
+        page_size_cap: the most records a page holds whatever ``pageSize`` asks (offsets follow
+            the capped size); ``None`` serves the size asked.
+        null_lists: a page without records answers ``"flowInsts": null``.
+        from_bound: whether fromTriggerTime is "inclusive" or "exclusive".
+        expression_matches: what ``expression`` is found in: "both" (instanceId or flowName),
+            "id" or "name".
+        hide_every: instances of flows whose id is a multiple of N are dropped from each page
+            after LIMIT (a privilege filter), so pages come short; 0 hides nothing.
+        move_every: every N-th search moves one instance of its window a second later, as a
+            rescheduled run would; 0 moves nothing.
+        record_timezone: an IANA zone the record time strings are written in, while Get Timezone
+            still answers ``server_timezone`` (a gateway in a zone with daylight saving time);
+            ``None`` writes them in ``server_timezone``.
     """
 
     host: str = "127.0.0.1"
@@ -127,6 +145,13 @@ class EmulatorConfig:
     forced_error: int | None = None
     body_fault: str | None = None
     failing_window_ms: tuple[int, int] | None = None
+    page_size_cap: int | None = None
+    null_lists: bool = False
+    from_bound: str = "inclusive"
+    expression_matches: str = "both"
+    hide_every: int = 0
+    move_every: int = 0
+    record_timezone: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -183,6 +208,7 @@ class EmulatorConfig:
                 raise ConfigError(
                     "forced_error must be a non-zero EnOS code such as 62103, or None"
                 )
+        self._check_deviations()
 
         if self.failing_window_ms is not None:
             window = self.failing_window_ms
@@ -195,6 +221,38 @@ class EmulatorConfig:
                 raise ConfigError(
                     f"failing_window_ms must be (start_ms, end_ms) with start < end, not {window!r}"
                 )
+
+    def _check_deviations(self) -> None:
+        if self.page_size_cap is not None:
+            _integer(self, "page_size_cap", 1)
+        if not isinstance(self.null_lists, bool):
+            raise ConfigError(f"null_lists must be True or False, not {self.null_lists!r}")
+        _choice(self, "from_bound", FROM_BOUNDS)
+        _choice(self, "expression_matches", EXPRESSION_MATCHES)
+        _integer(self, "hide_every", 0)
+        _integer(self, "move_every", 0)
+        if self.record_timezone is not None:
+            self.record_tz()
+
+    def record_tz(self) -> tzinfo:
+        """The zone record time strings are written in.
+
+        Raises:
+            ConfigError: ``record_timezone`` is not an IANA zone.
+        """
+        if self.record_timezone is None:
+            return self.tz()
+        try:
+            return ZoneInfo(self.record_timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"record_timezone must be an IANA zone such as 'Europe/Berlin', not "
+                f"{self.record_timezone!r}"
+            ) from exc
+
+    def hides(self, flow_id: int) -> bool:
+        """Whether the instances of a flow are hidden from the searching user."""
+        return self.hide_every > 0 and flow_id % self.hide_every == 0
 
     def fails(self, from_ms: int, to_ms: int) -> bool:
         """Whether a search over ``[from_ms, to_ms)`` falls in ``failing_window_ms``."""

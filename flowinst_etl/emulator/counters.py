@@ -21,6 +21,7 @@ COUNTER_NAMES = (
     "faults_dropped",
     "rate_limited",
     "inserted",
+    "moved",
     "status_changes",
     "not_found",
     "bad_requests",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from datetime import date, timedelta, timezone
+from datetime import date, timedelta, timezone, tzinfo
 
 from flowinst_etl.emulator.config import EmulatorConfig
 from flowinst_etl.emulator.flows import Flow, build_flows, day_plan
@@ -79,7 +79,7 @@ class Dataset:
 
 def generate(config: EmulatorConfig) -> Dataset:
     """The dataset of ``config``: the same config always gives the same records."""
-    tz = config.tz()
+    tz, strings_tz, rate = config.tz(), config.record_tz(), config.malformed_graph_rate
     pools = build_flows(config.seed, config.per_day, tz)
     plan = day_plan(config.per_day)
     first, last = config.days()
@@ -90,9 +90,7 @@ def generate(config: EmulatorConfig) -> Dataset:
         rng = random.Random(f"{config.seed}:day:{day.isoformat()}:{config.per_day}")
         for flow, trigger_ms in _day_triggers(rng, day, tz, pools, plan):
             weights = _RECENT if trigger_ms >= recent_from else _PAST
-            instances.append(
-                _run(rng, flow, trigger_ms, weights, tz, config.seed, config.malformed_graph_rate)
-            )
+            instances.append(_run(rng, flow, trigger_ms, weights, strings_tz, config.seed, rate))
         day += timedelta(days=1)
     flows_by_type = {
         kind: tuple(f for pool in pools.values() for f in pool if f.scheduling_type == kind)
@@ -102,7 +100,7 @@ def generate(config: EmulatorConfig) -> Dataset:
 
 
 def new_run(
-    rng: random.Random, flow: Flow, trigger_ms: int, tz: timezone, seed: int, malformed_rate: float
+    rng: random.Random, flow: Flow, trigger_ms: int, tz: tzinfo, seed: int, malformed_rate: float
 ) -> Instance:
     """A run the scheduler has just created (INIT, WAIT, READY or RUNNING)."""
     return _run(rng, flow, trigger_ms, _NEW, tz, seed, malformed_rate)
@@ -153,7 +151,7 @@ def _run(
     flow: Flow,
     trigger_ms: int,
     weights: dict[int, int],
-    tz: timezone,
+    tz: tzinfo,
     seed: int,
     malformed_rate: float,
 ) -> Instance:

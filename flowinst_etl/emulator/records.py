@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, tzinfo
 from typing import Any
 
 from flowinst_etl.emulator.flows import Flow
@@ -11,20 +11,20 @@ from flowinst_etl.emulator.graph import render_graph
 from flowinst_etl.emulator.status import CANCEL, STATUS_NAMES
 
 
-def server_time(epoch_ms: int | None, tz: timezone) -> str | None:
+def server_time(epoch_ms: int | None, tz: tzinfo) -> str | None:
     """An instant as a server time string ``yyyy-MM-dd HH:mm:ss``; ``None`` stays ``None``."""
     if epoch_ms is None:
         return None
     return datetime.fromtimestamp(epoch_ms // 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def java_timestamp(epoch_ms: int, tz: timezone) -> str:
+def java_timestamp(epoch_ms: int, tz: tzinfo) -> str:
     """An instant as Java's ``Timestamp.toString()``: ``yyyy-MM-dd HH:mm:ss.S``, zeros cut."""
     fraction = f"{epoch_ms % 1000:03d}".rstrip("0") or "0"
     return f"{server_time(epoch_ms, tz)}.{fraction}"
 
 
-def trigger_stamp(epoch_ms: int, tz: timezone) -> str:
+def trigger_stamp(epoch_ms: int, tz: tzinfo) -> str:
     """The ``yyyyMMddHHmmss`` suffix of instance and task-instance ids."""
     return datetime.fromtimestamp(epoch_ms // 1000, tz).strftime("%Y%m%d%H%M%S")
 
@@ -66,7 +66,7 @@ class Instance:
         start_ms: int | None,
         end_ms: int | None,
         create_ms: int,
-        tz: timezone,
+        tz: tzinfo,
         malformed: bool,
     ) -> None:
         self.flow = flow
@@ -98,6 +98,12 @@ class Instance:
         self.start_ms = start_ms
         self.end_ms = end_ms
         self.update_ms = update_ms
+        self._record = None
+        self._json = None
+
+    def move_trigger(self, trigger_ms: int) -> None:
+        """Reschedule the instance (its id keeps the original trigger, as EnOS ids do)."""
+        self.trigger_ms = trigger_ms
         self._record = None
         self._json = None
 

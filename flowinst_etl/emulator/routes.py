@@ -151,7 +151,8 @@ def _search(call: Call) -> Reply:
     except ApiFailure as failure:
         counters.add("search_errors")
         return _failure_reply(call, failure)
-    data = b'{"flowInsts":[' + b",".join(records) + b'],"count":' + str(count).encode() + b"}"
+    listed = b"null" if config.null_lists and not records else b"[" + b",".join(records) + b"]"
+    data = b'{"flowInsts":' + listed + b',"count":' + str(count).encode() + b"}"
     return _envelope_reply(call, data)
 
 

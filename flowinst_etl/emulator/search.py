@@ -46,9 +46,11 @@ class SearchQuery:
 
     Attributes:
         scheduling_type: 0 manual, 1 periodic, 2 temporary.
-        expression: lower-cased substring to find in instanceId or flowName; "" matches all.
+        expression: lower-cased substring to find in instanceId and/or flowName (``matches``:
+            "both", "id" or "name"); "" matches all.
         owner: exact owner to keep; "" keeps all.
-        from_ms / to_ms: the trigger-time window; ``to_inclusive`` says whether ``to_ms`` is in it.
+        from_ms / to_ms: the trigger-time window; ``from_inclusive`` and ``to_inclusive`` say
+            whether its ends are in it.
         statuses: the status codes to keep; ``None`` keeps all.
         page: the page number after the server's clamping, which seeds ``by_page`` tie orders.
         offset / page_size: the slice of the ordered matches to answer.
@@ -66,6 +68,8 @@ class SearchQuery:
     offset: int
     page_size: int
     sorters: tuple[tuple[str, bool], ...]
+    from_inclusive: bool = True
+    matches: str = "both"
 
     def keep(self, window: list[Instance]) -> list[Instance]:
         """The instances of the trigger window passing the status, owner and expression filters."""
@@ -76,7 +80,12 @@ class SearchQuery:
             kept = [item for item in kept if item.flow.owner == self.owner]
         if self.expression:
             text = self.expression
-            kept = [item for item in kept if text in item.id_lower or text in item.name_lower]
+            by_id, by_name = self.matches != "name", self.matches != "id"
+            kept = [
+                item
+                for item in kept
+                if (by_id and text in item.id_lower) or (by_name and text in item.name_lower)
+            ]
         return kept
 
 
@@ -116,6 +125,8 @@ def parse_search(body: str, config: EmulatorConfig) -> SearchQuery:
     page_size = _integer(pagination, "pageSize")
     if not 0 < page_size <= MAX_PAGE_SIZE:
         raise _invalid(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+    if config.page_size_cap is not None:
+        page_size = min(page_size, config.page_size_cap)
     page, first_page = _page(page_no, config.page_base)
     return SearchQuery(
         scheduling_type=scheduling_type,
@@ -129,6 +140,8 @@ def parse_search(body: str, config: EmulatorConfig) -> SearchQuery:
         offset=(page - first_page) * page_size,
         page_size=page_size,
         sorters=_sorters(pagination.get("sorters"), config.sorter_names),
+        from_inclusive=config.from_bound == "inclusive",
+        matches=config.expression_matches,
     )
 
 

@@ -6,7 +6,7 @@ import bisect
 import random
 import threading
 import time
-from datetime import timezone
+from datetime import tzinfo
 from typing import Any, NamedTuple
 
 from flowinst_etl.emulator.config import EmulatorConfig
@@ -45,8 +45,13 @@ class _TypeIndex:
         self.items = sorted(items, key=_position)
         self.triggers = [item.trigger_ms for item in self.items]
 
-    def bounds(self, from_ms: int, to_ms: int, to_inclusive: bool) -> tuple[int, int]:
-        low = bisect.bisect_left(self.triggers, from_ms)
+    def bounds(
+        self, from_ms: int, to_ms: int, to_inclusive: bool, from_inclusive: bool = True
+    ) -> tuple[int, int]:
+        if from_inclusive:
+            low = bisect.bisect_left(self.triggers, from_ms)
+        else:
+            low = bisect.bisect_right(self.triggers, from_ms)
         if to_inclusive:
             return low, bisect.bisect_right(self.triggers, to_ms)
         return low, bisect.bisect_left(self.triggers, to_ms)
@@ -55,6 +60,11 @@ class _TypeIndex:
         position = bisect.bisect_left(self.items, _position(item), key=_position)
         self.items.insert(position, item)
         self.triggers.insert(position, item.trigger_ms)
+
+    def remove(self, item: Instance) -> None:
+        position = bisect.bisect_left(self.items, _position(item), key=_position)
+        del self.items[position]
+        del self.triggers[position]
 
 
 class InstanceStore:
@@ -65,7 +75,7 @@ class InstanceStore:
         self._rng = random.Random(f"{config.seed}:scheduler")
         self._flows = dataset.flows_by_type
         self._seed = config.seed
-        self._tz: timezone = config.tz()
+        self._tz: tzinfo = config.record_tz()
         self._malformed_rate = config.malformed_graph_rate
         self._counters = counters
         self._index = {
@@ -80,21 +90,28 @@ class InstanceStore:
 
         Each search also drives the scheduler: every ``insert_every``-th search first appends new
         runs to the searched window (so this answer already holds them), and after answering,
-        ``status_change_rate`` moves runs of the window on.
+        ``status_change_rate`` moves runs of the window on, and every ``move_every``-th search
+        moves one run of the window a second later. Instances of hidden flows are dropped from
+        the page after it is cut (``count`` still counts them when it is the total).
         """
         with self._lock:
             self._searches += 1
             if config.insert_every and self._searches % config.insert_every == 0:
                 self._insert(query, config.insert_count)
             index = self._index[query.scheduling_type]
-            low, high = index.bounds(query.from_ms, query.to_ms, query.to_inclusive)
+            low, high = index.bounds(
+                query.from_ms, query.to_ms, query.to_inclusive, query.from_inclusive
+            )
             matches = query.keep(index.items[low:high])
             page = order_page(matches, query, config.tie_order, config.seed)
+            page = [item for item in page if not config.hides(item.flow.flow_id)]
             records = [item.json() for item in page]
             count = len(matches) if config.count_mode == "total" else len(page)
             if config.status_change_rate > 0:
                 changes = max(1, round(config.status_change_rate * len(matches)))
                 self._change_statuses(index.items[low:high], changes)
+            if config.move_every and self._searches % config.move_every == 0:
+                self._move_one(index, index.items[low:high], query.to_ms)
         return records, count
 
     def truth(
@@ -150,6 +167,24 @@ class InstanceStore:
             self._taken.add((item.flow.flow_id, cursor))
             index.add(item)
             self._counters.add("inserted")
+
+    def _move_one(self, index: _TypeIndex, window: list[Instance], to_ms: int) -> None:
+        """Reschedule one run of the window a second later, staying inside the window."""
+        candidates = [
+            item
+            for item in window
+            if item.trigger_ms + 1000 < to_ms
+            and (item.flow.flow_id, item.trigger_ms + 1000) not in self._taken
+        ]
+        if not candidates:
+            return
+        item = self._rng.choice(candidates)
+        index.remove(item)
+        self._taken.discard((item.flow.flow_id, item.trigger_ms))
+        item.move_trigger(item.trigger_ms + 1000)
+        self._taken.add((item.flow.flow_id, item.trigger_ms))
+        index.add(item)
+        self._counters.add("moved")
 
     def _change_statuses(self, window: list[Instance], count: int) -> None:
         candidates = [item for item in window if item.status in NOT_FINAL]

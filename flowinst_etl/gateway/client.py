@@ -29,7 +29,7 @@ from flowinst_etl.gateway.transport import (
     build_session,
     raise_if_retries_exhausted,
 )
-from flowinst_etl.windows import parse_server_timezone
+from flowinst_etl.windows import parse_server_timezone, server_zone
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class EnosClient:
         self._session = build_session(settings, self.limiter)
         self._session.auth = EnosTokenAuth(settings, self._session)
         self._facts = _ServerFacts(
-            parse_server_timezone(settings.server_timezone) if settings.server_timezone else None
+            server_zone(settings.server_timezone) if settings.server_timezone else None
         )
 
     def __enter__(self) -> EnosClient:
@@ -144,6 +144,8 @@ class EnosClient:
         response = self._send("POST", SEARCH_PATH, params, body)
         data = self._data(response)
         records = data.get("flowInsts") if isinstance(data, dict) else None
+        if records is None and isinstance(data, dict) and "flowInsts" in data:
+            records = []  # an empty page may come as "flowInsts": null
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise ResponseFormatError("the search answer has no flowInsts list of objects")
         count = data.get("count")

@@ -12,7 +12,7 @@ from flowinst_etl.gateway.signing import request_signature, token_encryption
 
 from .signed import SEARCH_PATH, TIME_PATH, TOKEN_GET, TOKEN_REFRESH
 
-# enos-api.md section 6a: the documented test vector.
+# docs/enos-api.md section 6a: the documented test vector.
 EXAMPLE_BODY = '{\n  "count": 20,\n  "page": 1,\n  "desc": "描述"\n}'
 EXAMPLE_SECRET = "xxxappSecretxxx"
 EXAMPLE_SIGNATURE = "59828328f6c1f9771015dc74e4929ae30f518a35a3d2353972c2ea46556fc981"

@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -113,15 +113,20 @@ def describe(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def assert_days_exact(
-    emulator: Emulator, root: Path, days: list[date], timezone: str
+    emulator: Emulator,
+    root: Path,
+    days: list[date],
+    timezone: str,
+    visible: Callable[[TruthInstance], bool] = lambda _: True,
 ) -> dict[date, list[TruthInstance]]:
-    """Each day holds exactly the emulator's instances of that day now: the same ids once each,
-    with their scheduling types, and as many task, relation and upstream-flow rows as their graphs
-    have; the manifests count the same rows. Returns each day's truth."""
+    """Each day holds exactly the emulator's instances of that day now (those ``visible`` to the
+    user): the same ids once each, with their scheduling types, and as many task, relation and
+    upstream-flow rows as their graphs have; the manifests count the same rows. Returns each
+    day's truth."""
     truths: dict[date, list[TruthInstance]] = {}
     seen: set[str] = set()
     for day in days:
-        truth = day_truth(emulator, day, timezone)
+        truth = [t for t in day_truth(emulator, day, timezone) if visible(t)]
         assert truth, f"{day}: the emulator serves no instance that day; the test proves nothing"
         frame = read_table("flow_instances", str(root), day, day)
         ids = frame["instance_id"].tolist()
@@ -147,6 +152,43 @@ def assert_days_exact(
             assert manifest["rows"] == rows, f"{day} {table}: manifest counts {manifest['rows']}"
         truths[day] = truth
     return truths
+
+
+def failed_days(done: subprocess.CompletedProcess[str]) -> dict[date, list[str]]:
+    """The ``DAY failed: REASON`` lines a backfill printed, by day."""
+    found: dict[date, list[str]] = {}
+    for line in done.stderr.splitlines():
+        head, _, reason = line.partition(" failed: ")
+        if reason and len(head) == 10 and head[4] == head[7] == "-":
+            found.setdefault(date.fromisoformat(head), []).append(reason)
+    return found
+
+
+def assert_exact_or_refused(
+    done: subprocess.CompletedProcess[str],
+    emulator: Emulator,
+    root: Path,
+    days: list[date],
+    timezone: str,
+    visible: Callable[[TruthInstance], bool] = lambda _: True,
+) -> dict[date, str]:
+    """The backfill either committed a day exactly (``assert_days_exact``) or refused it with
+    one line and left nothing of it in any table; it exits 0 only when no day was refused.
+    Returns the reason of each refused day."""
+    refused = failed_days(done)
+    assert set(refused) <= set(days), describe(done)
+    for day, reasons in refused.items():
+        assert len(reasons) == 1, f"{day}: {reasons}"
+        for table in TABLES:
+            assert not partition(root, table, day).exists(), (
+                f"{day} {table}: written though refused"
+            )
+    assert (done.returncode == 0) == (not refused), describe(done)
+    assert done.returncode in (0, 1), describe(done)
+    committed = [day for day in days if day not in refused]
+    if committed:
+        assert_days_exact(emulator, root, committed, timezone, visible)
+    return {day: reasons[0] for day, reasons in refused.items()}
 
 
 def partition(root: Path, table: str, day: date) -> Path:

@@ -41,8 +41,9 @@ class KillingFileSystem(LocalFileSystem):
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
         text = str(path)
-        if text.startswith(f"{PROTOCOL}://"):
-            text = text[len(PROTOCOL) + 3 :]
+        scheme = f"{cls.protocol[0]}://"
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
         return super()._strip_protocol(text)
 
     def _open(self, path: Any, mode: str = "rb", **kwargs: Any) -> Any:
