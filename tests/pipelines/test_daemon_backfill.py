@@ -29,6 +29,7 @@ from tests.pipelines.deployment import (
     most_in_flight,
     run_backfill,
 )
+from tests.pipelines.test_check_history import assert_every_check_resolved_on_its_day
 
 FIRST, LAST = date(2026, 11, 1), date(2026, 11, 12)
 DAYS_PER_RUN = 3
@@ -176,10 +177,13 @@ def test_the_same_backfill_writes_to_object_storage(
     gateway: Emulator, bucket: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     root, aws = bucket
-    outcome, _ = backfill(tmp_path / "home", run_environment(gateway, root, **aws), kill_one=False)
+    home = tmp_path / "home"
+    outcome, _ = backfill(home, run_environment(gateway, root, **aws), kill_one=False)
 
     assert_scaled_out(outcome)
     assert all(s.status == dg.DagsterRunStatus.SUCCESS for s in outcome.spans)
+    days = [date.fromisoformat(d) for d in days_between(FIRST, LAST)]
+    assert_every_check_resolved_on_its_day(home, days)
     local = tmp_path / "copy"
     fs = fsspec.filesystem(
         "s3",
@@ -188,6 +192,4 @@ def test_the_same_backfill_writes_to_object_storage(
         client_kwargs={"endpoint_url": aws["AWS_ENDPOINT_URL"]},
     )
     fs.get("flowinst-daemon/dataset/", str(local), recursive=True)
-    assert_days_exact(
-        gateway, local, [date.fromisoformat(d) for d in days_between(FIRST, LAST)], "UTC"
-    )
+    assert_days_exact(gateway, local, days, "UTC")
