@@ -15,7 +15,8 @@ are its own:
 
 Then the same for one big day. Every figure is a ratio to another measured in the same run, so a
 shared or busy machine shifts all of them alike. The emulator serves at most 100,000 instances per
-server day (``EmulatorConfig.per_day``); a partition day holds about ``--per-day`` instances.
+server day (``EmulatorConfig.per_day``), and generating that many takes it minutes before it
+listens; a partition day (UTC) holds about ``--per-day`` instances.
 
     .venv/bin/python bench/bench_backfill.py [--days 30] [--per-day 3000] [--big-day 100000]
         [--rounds 2] [--latency-ms 20] [--skip-big]
