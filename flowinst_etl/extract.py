@@ -58,6 +58,8 @@ class Reconciliation:
     pages: int = 0
     retries: int = 0
     throttled: int = 0
+    token_renewals: int = 0
+    rate_limit_wait_ms: int = 0
     rows_received: int = 0
     duplicates_dropped: int = 0
     out_of_window_dropped: int = 0
@@ -380,10 +382,13 @@ class _TypeWalker:
         )
         page = self.extractor.client.search(query)
         stats = self.reconciliation
-        stats.requests += 1 + page.retries
+        attempts = page.attempts
+        stats.requests += 1 + attempts.retries + attempts.resends
         stats.pages += 1
-        stats.retries += page.retries
-        stats.throttled += page.throttled
+        stats.retries += attempts.retries
+        stats.throttled += attempts.throttled
+        stats.token_renewals += attempts.token_renewals
+        stats.rate_limit_wait_ms += round(attempts.limiter_wait_s * 1000)
         stats.rows_received += len(page.records)
         return page
 

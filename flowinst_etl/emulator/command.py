@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 from types import FrameType
 
 from flowinst_etl.emulator.config import (
+    AUTH_ERROR_STYLES,
     BODY_FAULTS,
     COUNT_MODES,
     DEMO_CREDENTIALS,
@@ -22,9 +23,9 @@ from flowinst_etl.emulator.config import (
     Credentials,
     EmulatorConfig,
 )
+from flowinst_etl.emulator.days import iso_day, server_zone
 from flowinst_etl.emulator.server import Emulator
 from flowinst_etl.exceptions import ConfigError
-from flowinst_etl.windows import parse_day, parse_server_timezone
 
 _OFFSET = re.compile(r"^[+-]?\d+$")
 # (flag, EmulatorConfig field, type, choices, help)
@@ -60,6 +61,30 @@ _SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--forced-error", "forced_error", int, None, "EnOS code every search answers, e.g. 62109"),
     ("--body-fault", "body_fault", str, BODY_FAULTS, "broken HTTP 200 body on every search"),
 )
+# Gateway switches: how tokens die and how a refusal or a 429 is worded.
+_GATEWAY_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
+    (
+        "--token-lifetime-calls",
+        "token_lifetime_calls",
+        int,
+        None,
+        "API calls an access token serves (0 = no limit)",
+    ),
+    (
+        "--auth-error-style",
+        "auth_error_style",
+        str,
+        AUTH_ERROR_STYLES,
+        "shape of a refused token: HTTP 401, HTTP 200 code 1203, or HTTP 200 apim_status 4011",
+    ),
+    (
+        "--retry-after-header",
+        "retry_after_header",
+        str,
+        None,
+        "Retry-After text of a 429, verbatim",
+    ),
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +108,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user-id", default=DEMO_CREDENTIALS.user_id)
     parser.add_argument("--server-timezone", default=defaults.server_timezone, help="e.g. GMT+8")
     parser.add_argument("--clock-skew-ms", type=int, default=0, help="added to getCurrentTime")
-    for flag, name, kind, choices, text in _SWITCHES:
+    for flag, name, kind, choices, text in _SWITCHES + _GATEWAY_SWITCHES:
         metavar = None if choices else flag[2:].upper().replace("-", "_")
         parser.add_argument(
             flag,
@@ -94,6 +119,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
             default=getattr(defaults, name),
             help=text,
         )
+    parser.add_argument(
+        "--refresh-invalidates",
+        action="store_true",
+        help="a token refresh retires the previous token at once",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -103,7 +133,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     Raises:
         ConfigError: a value is invalid.
     """
-    tz = parse_server_timezone(args.server_timezone)
+    tz = server_zone(args.server_timezone)
     start_day, end_day = parse_days(args.days, tz) if args.days else (None, None)
     return EmulatorConfig(
         host=args.host,
@@ -115,7 +145,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         server_timezone=args.server_timezone,
         credentials=Credentials(args.access_key, args.secret_key, args.org_id, args.user_id),
         clock_skew_ms=args.clock_skew_ms,
-        **{name: getattr(args, name) for _, name, _, _, _ in _SWITCHES},
+        refresh_invalidates=args.refresh_invalidates,
+        **{name: getattr(args, name) for _, name, _, _, _ in _SWITCHES + _GATEWAY_SWITCHES},
     )
 
 
@@ -130,9 +161,7 @@ def parse_days(text: str, tz: timezone) -> tuple[date, date]:
         raise ConfigError(f"--days {text!r}: expected A:B such as 2026-11-01:2026-11-07 or -7:0")
     today = datetime.now(tz).date()
     first, last = (
-        today + timedelta(days=int(side))
-        if _OFFSET.match(side.strip())
-        else parse_day(side.strip())
+        today + timedelta(days=int(side)) if _OFFSET.match(side.strip()) else iso_day(side.strip())
         for side in sides
     )
     return first, last

@@ -101,7 +101,10 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "rate_limited":
             runtime.counters.add("rate_limited")
-            retry_after = (("Retry-After", str(config.retry_after_s)),)
+            header = config.retry_after_header
+            retry_after = (
+                ("Retry-After", header if header is not None else str(config.retry_after_s)),
+            )
             self._send(Reply(fault.status, fault.body, headers=retry_after))
             return
         if fault is not None:
