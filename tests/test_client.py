@@ -55,6 +55,7 @@ def fresh(emulator: Emulator) -> Iterator[Emulator]:
                 "retry_after_header",
                 "token_lifetime_calls",
                 "auth_error_style",
+                "garbled_rate",
             )
         }
     )
@@ -203,6 +204,16 @@ def test_transient_faults_are_retried(fresh: Emulator) -> None:
     with EnosClient(settings_for(fresh)) as client:
         pages = [client.search(query()) for _ in range(10)]
     assert all(len(p.records) == 10 for p in pages)
+    assert sum(p.attempts.retries for p in pages) > 0
+
+
+def test_unreadable_status_lines_and_headers_are_retried(fresh: Emulator) -> None:
+    fresh.reconfigure(garbled_rate=0.3)
+    before = fresh.stats()["faults_garbled"]
+    with EnosClient(settings_for(fresh)) as client:
+        pages = [client.search(query()) for _ in range(10)]
+    assert all(len(p.records) == 10 for p in pages)
+    assert fresh.stats()["faults_garbled"] > before
     assert sum(p.attempts.retries for p in pages) > 0
 
 

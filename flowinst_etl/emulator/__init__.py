@@ -24,12 +24,13 @@ Behaviours (``EmulatorConfig`` fields, where the sources disagree):
     trigger_time ASC); ``envelope`` "v2.1" (``code``) / "v2.0" (``status``).
 
 Faults, for token and API calls alike, in this order: ``latency_ms`` sleep; ``drop_rate`` close
-without answering; ``rate_limit_per_s`` token bucket answering 429 with ``Retry-After:
-retry_after_s``; ``error_rate`` 502/503/504 with an HTML or empty body. Search-only switches:
-``forced_error`` (every search answers that EnOS code), ``body_fault`` ("html", "empty",
-"truncated" answers with HTTP 200), ``insert_every``/``insert_count`` (every N-th search appends
-new runs of the searched type after the window's latest trigger), ``status_change_rate`` (each
-search moves runs of the searched window on, never changing trigger time, id or membership).
+without answering; ``garbled_rate`` an unreadable status line or headers, then close;
+``rate_limit_per_s`` token bucket answering 429 with ``Retry-After: retry_after_s``; ``error_rate``
+502/503/504 with an HTML or empty body. Search-only switches: ``forced_error`` (every search
+answers that EnOS code), ``body_fault`` ("html", "empty", "truncated" answers with HTTP 200),
+``insert_every``/``insert_count`` (every N-th search appends new runs of the searched type after
+the window's latest trigger), ``status_change_rate`` (each search moves runs of the searched window
+on, never changing trigger time, id or membership).
 ``token_lifetime_s`` sets the life of issued tokens, ``token_lifetime_calls`` the API calls each
 serves, ``refresh_invalidates`` whether a refresh retires the old token at once, and
 ``retry_after_header`` the verbatim ``Retry-After`` of a 429; ``malformed_graph_rate`` the share of

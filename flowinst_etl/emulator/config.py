@@ -96,6 +96,8 @@ class EmulatorConfig:
         auth_error_style: how a refused token or signature is answered: "http401" (HTTP 401),
             "code1203" (HTTP 200 envelope with the code) or "apim4011" (HTTP 200 with
             ``apim_status``).
+        garbled_rate: share of requests answered with an unreadable status line or conflicting
+            ``Content-Length`` headers (alternately), then closed.
         retry_after_header: sent verbatim as the ``Retry-After`` of a 429 instead of
             ``retry_after_s`` (e.g. "1.5", "soon" or an HTTP-date).
         insert_every / insert_count: every N-th search appends that many runs to its window.
@@ -132,6 +134,7 @@ class EmulatorConfig:
     refresh_invalidates: bool = False
     auth_error_style: str = "http401"
     retry_after_header: str | None = None
+    garbled_rate: float = 0.0
     insert_every: int = 0
     insert_count: int = 3
     status_change_rate: float = 0.0
@@ -193,6 +196,7 @@ class EmulatorConfig:
                 f"refresh_invalidates must be True or False, not {self.refresh_invalidates!r}"
             )
         _choice(self, "auth_error_style", AUTH_ERROR_STYLES)
+        _fraction(self, "garbled_rate")
         header = self.retry_after_header
         if header is not None and (not isinstance(header, str) or not header.isprintable()):
             raise ConfigError(f"retry_after_header must be printable text or None, not {header!r}")

@@ -99,6 +99,11 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             runtime.counters.add("faults_dropped")
             self.close_connection = True
             return
+        if fault is not None and fault.kind == "garbled":
+            runtime.counters.add("faults_garbled")
+            self.close_connection = True
+            self.wfile.write(fault.body)
+            return
         if fault is not None and fault.kind == "rate_limited":
             runtime.counters.add("rate_limited")
             header = config.retry_after_header

@@ -237,10 +237,10 @@ class Transport:
                     attempts.retries += 1
                     continue
                 refusal = auth.refusal(response) if auth is not None else None
-                if refusal is not None:
+                if auth is not None and refusal is not None:
                     if not refusal.renewable or attempts.resends >= RENEWALS_PER_REQUEST:
                         raise refusal.error
-                    auth.renew(prepared)  # type: ignore[union-attr]
+                    auth.renew(prepared)
                     attempts.resends += 1
                     continue
                 has_retry_after = bool(response.headers.get("Retry-After"))
