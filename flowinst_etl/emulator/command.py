@@ -84,6 +84,7 @@ _GATEWAY_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...
         None,
         "Retry-After text of a 429, verbatim",
     ),
+    ("--garbled-rate", "garbled_rate", float, None, "fraction of answers with unreadable headers"),
 )
 
 
