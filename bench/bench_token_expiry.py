@@ -12,11 +12,13 @@ previous token.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from dataclasses import replace
 from datetime import date, timedelta
 
-from flowinst_etl.config import EnosSettings
+from bench_extract import settings as gateway_settings
+
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.extract import Extractor
 from flowinst_etl.gateway.client import EnosClient
@@ -33,17 +35,8 @@ def run(
     windows = [day_window(day, zone("UTC")) for day in days]
     totals = {"renewals": 0.0, "retries": 0.0, "throttled": 0.0}
     with Emulator(config) as emulator:
-        credentials = config.credentials
-        settings = EnosSettings(
-            api_url=emulator.base_url,
-            access_key=credentials.access_key,
-            secret_key=credentials.secret_key,
-            org_id=credentials.org_id,
-            user_id=credentials.user_id,
-            page_size=50,
-            max_retries=10,
-            backoff_s=backoff_s,
-        )
+        settings = gateway_settings(emulator.base_url, config)
+        settings = replace(settings, max_retries=10, backoff_s=backoff_s)
         started = time.perf_counter()
         with EnosClient(settings) as client:
             for _, outcome in Extractor(client, max_workers=workers).extract_many(windows):
@@ -66,6 +59,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--backoff-s", type=float, default=0.1)
     args = parser.parse_args()
+    logging.getLogger("flowinst_etl.gateway.transport").setLevel(logging.ERROR)  # retries counted
     days = [FIRST + timedelta(days=n) for n in range(args.days)]
     base = EmulatorConfig(
         seed=11,
@@ -83,7 +77,7 @@ def main() -> None:
         f"429 above 30 requests/s (Retry-After 1); tokens expire every {args.token_calls} calls"
     )
     print(
-        f"{'run':<38} {'wall s':>7} {'ratio':>6} {'renew/day':>9} {'retry/day':>9} {'429/day':>8}"
+        f"{'run':<46} {'wall s':>7} {'ratio':>6} {'renew/day':>9} {'retry/day':>9} {'429/day':>8}"
     )
     for workers in args.workers:
         baseline = run(base, days, workers, args.backoff_s)
@@ -100,7 +94,7 @@ def main() -> None:
                 rows.append((name, run(config, days, workers, args.backoff_s)))
         for name, figures in rows:
             print(
-                f"{f'{workers} workers, {name}':<38} {figures['seconds']:>7.2f} "
+                f"{f'{workers} workers, {name}':<46} {figures['seconds']:>7.2f} "
                 f"{figures['seconds'] / baseline['seconds']:>6.2f} {figures['renewals']:>9.1f} "
                 f"{figures['retries']:>9.1f} {figures['throttled']:>8.1f}"
             )
