@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand and return its exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are counted per day instead
+    for retries in ("urllib3", "flowinst_etl.gateway.transport"):
+        logging.getLogger(retries).setLevel(logging.ERROR)  # retries are counted per day instead
     try:
         return int(args.handler(args))
     except FlowinstError as error:
