@@ -118,7 +118,8 @@ class EnosClient:
         """One page of List Flow Instances.
 
         Raises:
-            ApiError: the gateway answered an EnOS error code.
+            ApiError: the gateway answered an EnOS error code; ``AuthenticationError`` when it
+                refused the credentials, after renewing the token where that can help.
             TransportError: the gateway could not be reached or kept failing.
             ResponseFormatError: the answer was not an EnOS envelope.
         """
