@@ -22,6 +22,7 @@ from flowinst_etl.emulator import command as emulator_command
 from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extractor
 from flowinst_etl.gateway.client import EnosClient
+from flowinst_etl.gateway.transport import RETRY_RECORD
 from flowinst_etl.progress import BackfillProgress, summary_table
 from flowinst_etl.windows import parse_day, zone
 
@@ -68,14 +69,21 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand and return its exit code."""
     args = build_parser().parse_args(argv)
+    handlers = set(logging.getLogger().handlers)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for retries in ("urllib3", "flowinst_etl.gateway.transport"):
-        logging.getLogger(retries).setLevel(logging.ERROR)  # retries are counted per day instead
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # retries are counted per day instead
+    for handler in set(logging.getLogger().handlers) - handlers:
+        handler.addFilter(_not_a_retry)
     try:
         return int(args.handler(args))
     except FlowinstError as error:
         print(f"flowinst-etl: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _not_a_retry(record: logging.LogRecord) -> bool:
+    """Retry notices stay off stderr, as urllib3's do: each day's reconciliation counts them."""
+    return not hasattr(record, RETRY_RECORD)
 
 
 def _pipeline_settings(args: argparse.Namespace) -> PipelineSettings:

@@ -23,6 +23,7 @@ from flowinst_etl.gateway.client import EnosClient, SearchQuery
 from tests.support import settings_for
 
 DAY = date(2026, 11, 2)
+TRANSPORT_LOG = "flowinst_etl.gateway.transport"
 
 
 def query(page_no: int = 1, page_size: int = 10) -> SearchQuery:
@@ -221,9 +222,12 @@ def test_each_retry_logs_one_warning_without_secrets(
     fresh: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     fresh.reconfigure(error_rate=0.3, drop_rate=0.1)
-    with caplog.at_level(logging.WARNING), EnosClient(settings_for(fresh)) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG),
+        EnosClient(settings_for(fresh)) as client,
+    ):
         pages = [client.search(query()) for _ in range(10)]
-    records = [r for r in caplog.records if r.name == "flowinst_etl.gateway.transport"]
+    records = [r for r in caplog.records if r.name == TRANSPORT_LOG]
     search = "POST /batch-processing-service/v2.1/flowInstances "
     searches = [r for r in records if r.getMessage().startswith(search)]
     assert len(searches) == sum(p.attempts.retries for p in pages) > 0
@@ -244,7 +248,7 @@ def test_rate_limit_answers_are_waited_out(
 ) -> None:
     fresh.reconfigure(rate_limit_per_s=5.0, retry_after_s=retry_after)
     with (
-        caplog.at_level(logging.WARNING),
+        caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG),
         EnosClient(settings_for(fresh, max_backoff_s=1)) as client,
     ):
         pages = [client.search(query()) for _ in range(8)]
@@ -260,7 +264,10 @@ def test_an_unreadable_retry_after_falls_back_to_backoff(
     fresh: Emulator, header: str, unreadable: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     fresh.reconfigure(rate_limit_per_s=5.0, retry_after_header=header)
-    with caplog.at_level(logging.WARNING), EnosClient(settings_for(fresh)) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG),
+        EnosClient(settings_for(fresh)) as client,
+    ):
         pages = [client.search(query()) for _ in range(8)]
     assert all(len(p.records) == 10 for p in pages)
     assert sum(p.attempts.throttled for p in pages) > 0
@@ -271,7 +278,10 @@ def test_huge_retry_after_is_capped_and_reported(
     fresh: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     fresh.reconfigure(rate_limit_per_s=2.0, retry_after_s=86_400)
-    with caplog.at_level(logging.WARNING), EnosClient(settings_for(fresh)) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG),
+        EnosClient(settings_for(fresh)) as client,
+    ):
         for _ in range(4):
             client.search(query())
     assert "Retry-After 86400 s capped" in caplog.text

@@ -92,6 +92,7 @@ class EmulatorConfig:
             with ``Retry-After: retry_after_s``. ``None`` turns it off.
         token_lifetime_s: life of issued access tokens.
         token_lifetime_calls: API calls an issued token serves before it expires; 0 = no limit.
+            Like ``token_lifetime_s``, it applies to tokens issued after it is set.
         refresh_invalidates: a refresh retires the token it replaces at once.
         auth_error_style: how a refused token or signature is answered: "http401" (HTTP 401),
             "code1203" (HTTP 200 envelope with the code) or "apim4011" (HTTP 200 with

@@ -38,6 +38,9 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: invalidates, are survived, while a refusal that renewal cannot cure still ends the request.
 RENEWALS_PER_REQUEST = 4
 
+#: The attribute that marks a log record as a retry notice (its value: the attempt about to start).
+RETRY_RECORD = "gateway_retry_attempt"
+
 _SECONDS = re.compile(r"^\s*[0-9]+\s*$")
 
 
@@ -199,7 +202,8 @@ class Transport:
 
         A status in ``RETRY_STATUSES`` that outlives the retries is returned, not raised (see
         ``raise_if_retries_exhausted``). Each retry logs one WARNING on this module's logger:
-        what failed, the path (never the query, headers or body), the wait and the attempt.
+        what failed, the path (never the query, headers or body), the wait and the attempt; the
+        record carries the attempt number as ``RETRY_RECORD``.
 
         Raises:
             TransportError: the gateway could not be reached or read after every retry, or TLS
@@ -277,6 +281,7 @@ class Transport:
             self.settings.max_retries + 1,
             seconds,
             note,
+            extra={RETRY_RECORD: attempt},
         )
         time.sleep(seconds)
 
