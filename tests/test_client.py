@@ -7,6 +7,7 @@ import re
 import socket
 from collections.abc import Iterator
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from flowinst_etl.exceptions import (
     RetriableApiError,
     TransportError,
 )
-from flowinst_etl.gateway.client import EnosClient, SearchQuery
+from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
 from tests.support import settings_for
 
 DAY = date(2026, 11, 2)
@@ -28,6 +29,12 @@ TRANSPORT_LOG = "flowinst_etl.gateway.transport"
 
 def query(page_no: int = 1, page_size: int = 10) -> SearchQuery:
     return SearchQuery(1, 0, 4_102_444_800_000, page_no, page_size, "trigger_time")
+
+
+def search_pages(emulator: Emulator, count: int, **settings: Any) -> list[SearchPage]:
+    """``count`` searches of one client with ``settings``."""
+    with EnosClient(settings_for(emulator, **settings)) as client:
+        return [client.search(query()) for _ in range(count)]
 
 
 @pytest.fixture(scope="module")
@@ -222,11 +229,8 @@ def test_each_retry_logs_one_warning_without_secrets(
     fresh: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     fresh.reconfigure(error_rate=0.3, drop_rate=0.1)
-    with (
-        caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG),
-        EnosClient(settings_for(fresh)) as client,
-    ):
-        pages = [client.search(query()) for _ in range(10)]
+    with caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG):
+        pages = search_pages(fresh, 10)
     records = [r for r in caplog.records if r.name == TRANSPORT_LOG]
     search = "POST /batch-processing-service/v2.1/flowInstances "
     searches = [r for r in records if r.getMessage().startswith(search)]
@@ -247,11 +251,8 @@ def test_rate_limit_answers_are_waited_out(
     fresh: Emulator, retry_after: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     fresh.reconfigure(rate_limit_per_s=5.0, retry_after_s=retry_after)
-    with (
-        caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG),
-        EnosClient(settings_for(fresh, max_backoff_s=1)) as client,
-    ):
-        pages = [client.search(query()) for _ in range(8)]
+    with caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG):
+        pages = search_pages(fresh, 8, max_backoff_s=1)
     assert sum(p.attempts.throttled for p in pages) > 0
     assert "answered HTTP 429" in caplog.text and "capped" not in caplog.text
 
@@ -264,11 +265,8 @@ def test_an_unreadable_retry_after_falls_back_to_backoff(
     fresh: Emulator, header: str, unreadable: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     fresh.reconfigure(rate_limit_per_s=5.0, retry_after_header=header)
-    with (
-        caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG),
-        EnosClient(settings_for(fresh)) as client,
-    ):
-        pages = [client.search(query()) for _ in range(8)]
+    with caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG):
+        pages = search_pages(fresh, 8)
     assert all(len(p.records) == 10 for p in pages)
     assert sum(p.attempts.throttled for p in pages) > 0
     assert ("unreadable Retry-After" in caplog.text) == unreadable
