@@ -68,7 +68,8 @@ def test_days_stay_exact_while_tokens_expire(
         **FAULT_MIX,  # type: ignore[arg-type]
     )
     with Emulator(config) as emulator:
-        settings = settings_for(emulator, page_size=10, max_retries=10)
+        # backoff long enough that 429s under a loaded machine cannot outlast the retries
+        settings = settings_for(emulator, page_size=10, backoff_s=0.1, max_backoff_s=1.0)
         with EnosClient(settings) as client:
             extractor = Extractor(client, max_workers=workers)
             results = list(load_days(extractor, DAYS, zone(TIMEZONE), str(tmp_path)))
