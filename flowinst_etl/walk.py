@@ -34,6 +34,8 @@ class Figures:
     pages: int = 0
     retries: int = 0
     throttled: int = 0
+    token_renewals: int = 0
+    rate_limit_wait_ms: int = 0
     rows_received: int = 0
     duplicates_dropped: int = 0
     repaired_seconds: int = 0
@@ -463,11 +465,13 @@ class TypeWalker:
         assert sorter is not None
         query = SearchQuery(self.scheduling_type, low, high, page_no, size, sorter, expression)
         page = self.client.search(query)
-        figures = self.figures
-        figures.requests += 1 + page.retries
+        figures, attempts = self.figures, page.attempts
+        figures.requests += 1 + attempts.retries + attempts.resends
         figures.pages += 1
-        figures.retries += page.retries
-        figures.throttled += page.throttled
+        figures.retries += attempts.retries
+        figures.throttled += attempts.throttled
+        figures.token_renewals += attempts.token_renewals
+        figures.rate_limit_wait_ms += round(attempts.limiter_wait_s * 1000)
         return page
 
     def _trigger_ms(self, record: dict[str, Any]) -> int:

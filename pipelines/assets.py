@@ -98,6 +98,8 @@ def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
             "pages",
             "retries",
             "throttled",
+            "token_renewals",
+            "rate_limit_wait_ms",
             "duplicates_dropped",
             "repaired_seconds",
             "graph_errors",

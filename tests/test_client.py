@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from collections.abc import Iterator
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -18,14 +20,21 @@ from flowinst_etl.exceptions import (
     RetriableApiError,
     TransportError,
 )
-from flowinst_etl.gateway.client import EnosClient, SearchQuery
+from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
 from tests.support import settings_for
 
 DAY = date(2026, 11, 2)
+TRANSPORT_LOG = "flowinst_etl.gateway.transport"
 
 
 def query(page_no: int = 1, page_size: int = 10) -> SearchQuery:
     return SearchQuery(1, 0, 4_102_444_800_000, page_no, page_size, "trigger_time")
+
+
+def search_pages(emulator: Emulator, count: int, **settings: Any) -> list[SearchPage]:
+    """``count`` searches of one client with ``settings``."""
+    with EnosClient(settings_for(emulator, **settings)) as client:
+        return [client.search(query()) for _ in range(count)]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +60,10 @@ def fresh(emulator: Emulator) -> Iterator[Emulator]:
                 "forced_error",
                 "body_fault",
                 "latency_ms",
+                "retry_after_header",
+                "token_lifetime_calls",
+                "auth_error_style",
+                "garbled_rate",
             )
         }
     )
@@ -62,6 +75,49 @@ def test_one_token_serves_many_requests(fresh: Emulator) -> None:
         for _ in range(5):
             assert len(client.search(query()).records) == 10
     assert fresh.stats()["token_gets"] == before + 1
+
+
+@pytest.mark.parametrize("style", ["http401", "code1203", "apim4011"])
+def test_tokens_that_die_every_few_calls_are_renewed_in_every_refusal_shape(
+    fresh: Emulator, style: str
+) -> None:
+    fresh.reconfigure(token_lifetime_calls=3, auth_error_style=style)
+    fresh.revoke_tokens()  # a token issued before the switch would serve without limit
+    before = fresh.stats()
+    with EnosClient(settings_for(fresh)) as client:
+        pages = [client.search(query()) for _ in range(10)]
+    after = fresh.stats()
+    assert all(len(p.records) == 10 for p in pages)
+    obtained = sum(after[name] - before[name] for name in ("token_gets", "token_refreshes"))
+    assert after["auth_failures"] - before["auth_failures"] >= 3
+    assert sum(p.attempts.token_renewals for p in pages) == obtained - 1 >= 3
+    assert (
+        sum(p.attempts.resends for p in pages) == after["auth_failures"] - before["auth_failures"]
+    )
+
+
+def test_a_refusal_that_renewal_cannot_cure_says_what_the_gateway_said(fresh: Emulator) -> None:
+    fresh.reconfigure(forced_error=1203)
+    before = fresh.stats()["token_refreshes"]
+    with EnosClient(settings_for(fresh)) as client:
+        with pytest.raises(AuthenticationError) as caught:
+            client.search(query())
+    assert caught.value.code == 1203
+    assert "kept refusing the access token after 4 renewals" in str(caught.value)
+    assert "ENOS_SECRET_KEY" not in str(caught.value)
+    assert fresh.stats()["token_refreshes"] == before + 4
+
+
+def test_a_refused_signature_is_not_blamed_on_the_secret(fresh: Emulator) -> None:
+    fresh.reconfigure(forced_error=1003)
+    before = fresh.stats()
+    with EnosClient(settings_for(fresh)) as client:
+        with pytest.raises(AuthenticationError, match="refused the request signature") as caught:
+            client.search(query())
+    after = fresh.stats()
+    assert caught.value.code == 1003 and "ENOS_SECRET_KEY" not in str(caught.value)
+    assert after["token_refreshes"] == before["token_refreshes"]
+    assert after["searches"] == before["searches"] + 1
 
 
 def test_short_lived_tokens_are_renewed_before_they_expire() -> None:
@@ -156,32 +212,90 @@ def test_transient_faults_are_retried(fresh: Emulator) -> None:
     with EnosClient(settings_for(fresh)) as client:
         pages = [client.search(query()) for _ in range(10)]
     assert all(len(p.records) == 10 for p in pages)
-    assert sum(p.retries for p in pages) > 0
+    assert sum(p.attempts.retries for p in pages) > 0
+
+
+def test_unreadable_status_lines_and_headers_are_retried(fresh: Emulator) -> None:
+    fresh.reconfigure(garbled_rate=0.3)
+    before = fresh.stats()["faults_garbled"]
+    with EnosClient(settings_for(fresh)) as client:
+        pages = [client.search(query()) for _ in range(10)]
+    assert all(len(p.records) == 10 for p in pages)
+    assert fresh.stats()["faults_garbled"] > before
+    assert sum(p.attempts.retries for p in pages) > 0
+
+
+def test_each_retry_logs_one_warning_without_secrets(
+    fresh: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    fresh.reconfigure(error_rate=0.3, drop_rate=0.1)
+    with caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG):
+        pages = search_pages(fresh, 10)
+    records = [r for r in caplog.records if r.name == TRANSPORT_LOG]
+    search = "POST /batch-processing-service/v2.1/flowInstances "
+    searches = [r for r in records if r.getMessage().startswith(search)]
+    assert len(searches) == sum(p.attempts.retries for p in pages) > 0
+    secret = fresh.config.credentials.secret_key
+    for record in records:  # token calls' retries are logged too
+        text = record.getMessage()
+        assert record.levelno == logging.WARNING
+        assert re.search(
+            r"(answered HTTP 50[234]|failed: \w+).*; attempt \d+ of 9 in [\d.]+ s", text
+        )
+        assert secret not in text and "?" not in text and "userId" not in text
+        assert "signature" not in text and "accesstoken" not in text
 
 
 @pytest.mark.parametrize("retry_after", [0, 1])
-def test_rate_limit_answers_are_waited_out(fresh: Emulator, retry_after: int) -> None:
+def test_rate_limit_answers_are_waited_out(
+    fresh: Emulator, retry_after: int, caplog: pytest.LogCaptureFixture
+) -> None:
     fresh.reconfigure(rate_limit_per_s=5.0, retry_after_s=retry_after)
-    with EnosClient(settings_for(fresh)) as client:
-        pages = [client.search(query()) for _ in range(8)]
-    assert sum(p.throttled for p in pages) > 0
+    with caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG):
+        pages = search_pages(fresh, 8, max_backoff_s=1)
+    assert sum(p.attempts.throttled for p in pages) > 0
+    assert "answered HTTP 429" in caplog.text and "capped" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("header", "unreadable"),
+    [("1.5", True), ("-3", True), ("soon", True), ("Wed, 21 Oct 2015 07:28:00 GMT", False)],
+)
+def test_an_unreadable_retry_after_falls_back_to_backoff(
+    fresh: Emulator, header: str, unreadable: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    fresh.reconfigure(rate_limit_per_s=5.0, retry_after_header=header)
+    with caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG):
+        pages = search_pages(fresh, 8)
+    assert all(len(p.records) == 10 for p in pages)
+    assert sum(p.attempts.throttled for p in pages) > 0
+    assert ("unreadable Retry-After" in caplog.text) == unreadable
 
 
 def test_huge_retry_after_is_capped_and_reported(
     fresh: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     fresh.reconfigure(rate_limit_per_s=2.0, retry_after_s=86_400)
-    with caplog.at_level(logging.WARNING), EnosClient(settings_for(fresh)) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger=TRANSPORT_LOG),
+        EnosClient(settings_for(fresh)) as client,
+    ):
         for _ in range(4):
             client.search(query())
-    assert "gateway asked to wait 86400 s" in caplog.text
+    assert "Retry-After 86400 s capped" in caplog.text
 
 
-def test_client_rate_limit_keeps_below_the_gateway_limit(fresh: Emulator) -> None:
-    fresh.reconfigure(rate_limit_per_s=10.0, retry_after_s=0)
-    with EnosClient(settings_for(fresh, max_requests_per_s=6.0)) as client:
+def test_client_rate_limit_covers_token_calls_and_is_measured(fresh: Emulator) -> None:
+    fresh.reconfigure(rate_limit_per_s=6.0, retry_after_s=0, token_lifetime_calls=2)
+    fresh.revoke_tokens()
+    before = fresh.stats()
+    with EnosClient(settings_for(fresh, max_requests_per_s=5.0)) as client:
         pages = [client.search(query()) for _ in range(10)]
-    assert sum(p.throttled for p in pages) == 0
+    after = fresh.stats()
+    assert sum(p.attempts.throttled for p in pages) == 0
+    assert after["rate_limited"] == before["rate_limited"]
+    assert after["token_refreshes"] - before["token_refreshes"] >= 4
+    assert sum(p.attempts.limiter_wait_s for p in pages) > 0
 
 
 def test_connection_refused_names_the_problem() -> None:

@@ -9,10 +9,12 @@ Endpoints:
     /batch-processing-service/v2.1/flowInstances?action=search&userId=..&orgId=..``. Unknown
     paths answer 404 JSON; an exception inside an endpoint answers 500 with EnOS code 62109.
 
-Gateway rejections (see ``gateway``):
-    HTTP 401 with ``{"status": code, "msg": text, "apim_status": n}``: 1202 missing header,
-    1203 + 4012 unknown token, 1203 + 4011 expired token, 1004 timestamp unreadable or more than
-    five minutes from the server clock, 1003 invalid signature (these three with 4010).
+Gateway rejections (see ``gateway``): 1202 missing header, 1203 + ``apim_status`` 4012 unknown
+    token, 1203 + 4011 expired token, 1004 timestamp unreadable or more than five minutes from the
+    server clock, 1003 invalid signature (these three with 4010); answered as ``auth_error_style``
+    says: HTTP 401 ``{"status", "msg", "apim_status"}`` ("http401"), HTTP 200 with the envelope's
+    ``code``/``status`` ("code1203") or HTTP 200 ``{"apim_status", "msg"}`` ("apim4011").
+    Signatures are checked by ``signing``, the emulator's own reading of the documented rule.
 
 Behaviours (``EmulatorConfig`` fields, where the sources disagree):
     ``page_base`` "one" (pageNo 0 read as 1) / "one_strict" (pageNo 0 is 62102) / "zero";
@@ -22,13 +24,16 @@ Behaviours (``EmulatorConfig`` fields, where the sources disagree):
     trigger_time ASC); ``envelope`` "v2.1" (``code``) / "v2.0" (``status``).
 
 Faults, for token and API calls alike, in this order: ``latency_ms`` sleep; ``drop_rate`` close
-without answering; ``rate_limit_per_s`` token bucket answering 429 with ``Retry-After:
-retry_after_s``; ``error_rate`` 502/503/504 with an HTML or empty body. Search-only switches:
-``forced_error`` (every search answers that EnOS code), ``body_fault`` ("html", "empty",
-"truncated" answers with HTTP 200), ``insert_every``/``insert_count`` (every N-th search appends
-new runs of the searched type after the window's latest trigger), ``status_change_rate`` (each
-search moves runs of the searched window on, never changing trigger time, id or membership).
-``token_lifetime_s`` sets the life of issued tokens; ``malformed_graph_rate`` the share of
+without answering; ``garbled_rate`` an unreadable status line or headers, then close;
+``rate_limit_per_s`` token bucket answering 429 with ``Retry-After: retry_after_s``; ``error_rate``
+502/503/504 with an HTML or empty body. Search-only switches: ``forced_error`` (every search
+answers that EnOS code), ``body_fault`` ("html", "empty", "truncated" answers with HTTP 200),
+``insert_every``/``insert_count`` (every N-th search appends new runs of the searched type after
+the window's latest trigger), ``status_change_rate`` (each search moves runs of the searched window
+on, never changing trigger time, id or membership).
+``token_lifetime_s`` sets the life of issued tokens, ``token_lifetime_calls`` the API calls each
+serves, ``refresh_invalidates`` whether a refresh retires the old token at once, and
+``retry_after_header`` the verbatim ``Retry-After`` of a 429; ``malformed_graph_rate`` the share of
 instances whose ``graph`` string is truncated JSON. ``reconfigure`` changes every switch of a
 running emulator except those fixed at construction.
 """

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 from types import FrameType
 
 from flowinst_etl.emulator.config import (
+    AUTH_ERROR_STYLES,
     BODY_FAULTS,
     COUNT_MODES,
     DEMO_CREDENTIALS,
@@ -24,9 +25,9 @@ from flowinst_etl.emulator.config import (
     Credentials,
     EmulatorConfig,
 )
+from flowinst_etl.emulator.days import iso_day, server_zone
 from flowinst_etl.emulator.server import Emulator
 from flowinst_etl.exceptions import ConfigError
-from flowinst_etl.windows import parse_day, parse_server_timezone
 
 _OFFSET = re.compile(r"^[+-]?\d+$")
 # (flag, EmulatorConfig field, type, choices, help)
@@ -71,6 +72,34 @@ _DEVIATIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--move-every", "move_every", int, None, "every N-th search moves a trigger 1 s later"),
     ("--record-timezone", "record_timezone", str, None, "IANA zone of record time strings"),
 )
+# Gateway switches: how tokens die and how a refusal or a 429 is worded.
+_GATEWAY_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
+    (
+        "--token-lifetime-calls",
+        "token_lifetime_calls",
+        int,
+        None,
+        "API calls an access token serves (0 = no limit)",
+    ),
+    (
+        "--auth-error-style",
+        "auth_error_style",
+        str,
+        AUTH_ERROR_STYLES,
+        "shape of a refused token: HTTP 401, HTTP 200 code 1203, or HTTP 200 apim_status 4011",
+    ),
+    (
+        "--retry-after-header",
+        "retry_after_header",
+        str,
+        None,
+        "Retry-After text of a 429, verbatim",
+    ),
+    ("--garbled-rate", "garbled_rate", float, None, "fraction of answers with unreadable headers"),
+)
+
+
+_ALL_SWITCHES = _SWITCHES + _DEVIATIONS + _GATEWAY_SWITCHES
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +126,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--null-lists", action="store_true", help='empty pages answer "flowInsts": null'
     )
-    for flag, name, kind, choices, text in _SWITCHES + _DEVIATIONS:
+    for flag, name, kind, choices, text in _ALL_SWITCHES:
         metavar = None if choices else flag[2:].upper().replace("-", "_")
         parser.add_argument(
             flag,
@@ -108,6 +137,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
             default=getattr(defaults, name),
             help=text,
         )
+    parser.add_argument(
+        "--refresh-invalidates",
+        action="store_true",
+        help="a token refresh retires the previous token at once",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -117,7 +151,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     Raises:
         ConfigError: a value is invalid.
     """
-    tz = parse_server_timezone(args.server_timezone)
+    tz = server_zone(args.server_timezone)
     start_day, end_day = parse_days(args.days, tz) if args.days else (None, None)
     return EmulatorConfig(
         host=args.host,
@@ -129,8 +163,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         server_timezone=args.server_timezone,
         credentials=Credentials(args.access_key, args.secret_key, args.org_id, args.user_id),
         clock_skew_ms=args.clock_skew_ms,
-        **{name: getattr(args, name) for _, name, _, _, _ in _SWITCHES + _DEVIATIONS},
+        **{name: getattr(args, name) for _, name, _, _, _ in _ALL_SWITCHES},
         null_lists=args.null_lists,
+        refresh_invalidates=args.refresh_invalidates,
     )
 
 
@@ -145,9 +180,7 @@ def parse_days(text: str, tz: timezone) -> tuple[date, date]:
         raise ConfigError(f"--days {text!r}: expected A:B such as 2026-11-01:2026-11-07 or -7:0")
     today = datetime.now(tz).date()
     first, last = (
-        today + timedelta(days=int(side))
-        if _OFFSET.match(side.strip())
-        else parse_day(side.strip())
+        today + timedelta(days=int(side)) if _OFFSET.match(side.strip()) else iso_day(side.strip())
         for side in sides
     )
     return first, last

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flowinst_etl.emulator.days import server_zone
 from flowinst_etl.exceptions import ConfigError
-from flowinst_etl.windows import parse_server_timezone
 
 PAGE_BASES = ("one", "one_strict", "zero")
 COUNT_MODES = ("total", "page")
@@ -19,6 +19,7 @@ ENVELOPES = ("v2.1", "v2.0")
 BODY_FAULTS = ("html", "empty", "truncated")
 FROM_BOUNDS = ("inclusive", "exclusive")
 EXPRESSION_MATCHES = ("both", "id", "name")
+AUTH_ERROR_STYLES = ("http401", "code1203", "apim4011")
 
 #: Settings fixed when the dataset is generated or the socket bound; ``reconfigure`` refuses them.
 STRUCTURAL_FIELDS = frozenset(
@@ -93,6 +94,16 @@ class EmulatorConfig:
         rate_limit_per_s / retry_after_s: token bucket over all requests; excess gets HTTP 429
             with ``Retry-After: retry_after_s``. ``None`` turns it off.
         token_lifetime_s: life of issued access tokens.
+        token_lifetime_calls: API calls an issued token serves before it expires; 0 = no limit.
+            Like ``token_lifetime_s``, it applies to tokens issued after it is set.
+        refresh_invalidates: a refresh retires the token it replaces at once.
+        auth_error_style: how a refused token or signature is answered: "http401" (HTTP 401),
+            "code1203" (HTTP 200 envelope with the code) or "apim4011" (HTTP 200 with
+            ``apim_status``).
+        garbled_rate: share of requests answered with an unreadable status line or conflicting
+            ``Content-Length`` headers (alternately), then closed.
+        retry_after_header: sent verbatim as the ``Retry-After`` of a 429 instead of
+            ``retry_after_s`` (e.g. "1.5", "soon" or an HTTP-date).
         insert_every / insert_count: every N-th search appends that many runs to its window.
         status_change_rate: each search moves about this share of its matches one status on.
         malformed_graph_rate: share of instances whose ``graph`` string is truncated JSON.
@@ -138,6 +149,11 @@ class EmulatorConfig:
     rate_limit_per_s: float | None = None
     retry_after_s: int = 1
     token_lifetime_s: int = 7200
+    token_lifetime_calls: int = 0
+    refresh_invalidates: bool = False
+    auth_error_style: str = "http401"
+    retry_after_header: str | None = None
+    garbled_rate: float = 0.0
     insert_every: int = 0
     insert_count: int = 3
     status_change_rate: float = 0.0
@@ -161,7 +177,7 @@ class EmulatorConfig:
         _integer(self, "per_day", 0, _MAX_PER_DAY)
         if not isinstance(self.server_timezone, str):
             raise ConfigError("server_timezone must be a string such as 'GMT+8'")
-        tz = parse_server_timezone(self.server_timezone)
+        tz = server_zone(self.server_timezone)
         today = datetime.now(tz).date()
         if self.start_day is None:
             object.__setattr__(self, "start_day", today - timedelta(days=7))
@@ -200,6 +216,16 @@ class EmulatorConfig:
                 raise ConfigError(f"rate_limit_per_s must be a number > 0 or None, not {rate!r}")
         _integer(self, "retry_after_s", 0)
         _integer(self, "token_lifetime_s", 1, 10**7)
+        _integer(self, "token_lifetime_calls", 0, 10**9)
+        if not isinstance(self.refresh_invalidates, bool):
+            raise ConfigError(
+                f"refresh_invalidates must be True or False, not {self.refresh_invalidates!r}"
+            )
+        _choice(self, "auth_error_style", AUTH_ERROR_STYLES)
+        _fraction(self, "garbled_rate")
+        header = self.retry_after_header
+        if header is not None and (not isinstance(header, str) or not header.isprintable()):
+            raise ConfigError(f"retry_after_header must be printable text or None, not {header!r}")
         _integer(self, "insert_every", 0)
         _integer(self, "insert_count", 0, 10_000)
         if self.forced_error is not None:
@@ -261,7 +287,7 @@ class EmulatorConfig:
 
     def tz(self) -> timezone:
         """The server timezone as a fixed offset."""
-        return parse_server_timezone(self.server_timezone)
+        return server_zone(self.server_timezone)
 
     def days(self) -> tuple[date, date]:
         """The first and last server-local day of the dataset, inclusive."""

@@ -19,6 +19,7 @@ COUNTER_NAMES = (
     "body_faults",
     "faults_5xx",
     "faults_dropped",
+    "faults_garbled",
     "rate_limited",
     "inserted",
     "moved",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta, timezone, tzinfo
 
 from flowinst_etl.emulator.config import EmulatorConfig
+from flowinst_etl.emulator.days import midnight_ms
 from flowinst_etl.emulator.flows import Flow, build_flows, day_plan
 from flowinst_etl.emulator.records import Instance
 from flowinst_etl.emulator.status import (
@@ -26,7 +27,6 @@ from flowinst_etl.emulator.status import (
     TIMEOUT,
     WAIT,
 )
-from flowinst_etl.windows import day_window
 
 _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
@@ -83,7 +83,7 @@ def generate(config: EmulatorConfig) -> Dataset:
     pools = build_flows(config.seed, config.per_day, tz)
     plan = day_plan(config.per_day)
     first, last = config.days()
-    recent_from = day_window(last, tz).start_ms
+    recent_from = midnight_ms(last, tz)
     instances = []
     day = first
     while day <= last:
@@ -126,7 +126,7 @@ def _day_triggers(
     plan: dict[str, int],
 ) -> list[tuple[Flow, int]]:
     """Every (flow, trigger epoch ms) of one server-local day."""
-    midnight = day_window(day, tz).start_ms
+    midnight = midnight_ms(day, tz)
     utc_midnight = -(-midnight // _DAY_MS) * _DAY_MS
     hourly_slots = [(flow, hour) for flow in pools["hourly"] for hour in range(24)]
     triggers = [(flow, midnight) for flow in pools["daily"]]

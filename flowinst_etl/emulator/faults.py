@@ -18,8 +18,9 @@ class Fault:
     """What to do instead of answering a request.
 
     Attributes:
-        kind: ``"drop"`` (close the connection without a response), ``"rate_limited"`` (HTTP 429)
-            or ``"gateway_error"`` (a 5xx answer of a failing proxy).
+        kind: ``"drop"`` (close the connection without a response), ``"garbled"`` (an answer
+            whose status line or headers cannot be read), ``"rate_limited"`` (HTTP 429) or
+            ``"gateway_error"`` (a 5xx answer of a failing proxy).
         status: the HTTP status to answer; 0 for a drop.
         body: the answer's body, an HTML page or nothing.
     """
@@ -30,14 +31,20 @@ class Fault:
 
 
 DROP = Fault("drop")
+#: Unreadable answers, written raw: a status code that is not a number, and a length given twice.
+GARBLED = (
+    Fault("garbled", body=b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\n{}"),
+    Fault("garbled", body=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"),
+)
 RATE_LIMITED = Fault("rate_limited", 429, b'{"status":429,"msg":"too many requests"}')
 
 
 class FaultInjector:
     """Decides, per request, whether a fault replaces the answer; safe to share between threads.
 
-    Drops are decided first, then the token bucket of ``rate_limit_per_s`` (capacity one second of
-    requests), then ``error_rate``. Random draws come from one generator seeded by the config seed.
+    Drops are decided first, then garbled answers, then the token bucket of ``rate_limit_per_s``
+    (capacity one second of requests), then ``error_rate``. Random draws come from one generator
+    seeded by the config seed.
     """
 
     def __init__(self, seed: int) -> None:
@@ -52,6 +59,8 @@ class FaultInjector:
         with self._lock:
             if config.drop_rate and self._rng.random() < config.drop_rate:
                 return DROP
+            if config.garbled_rate and self._rng.random() < config.garbled_rate:
+                return self._rng.choice(GARBLED)
             if config.rate_limit_per_s is not None and not self._take(config.rate_limit_per_s):
                 return RATE_LIMITED
             if config.error_rate and self._rng.random() < config.error_rate:

@@ -5,13 +5,20 @@ Token calls answer HTTP 200 with ``{"status", "msg", "business": "apim-token-ser
 encryption, 1004 invalid parameter, 1202 empty parameter, 1203 unknown access token, 1204 refresh
 failed). A field that is absent is 1004, one that is present but empty is 1202.
 
-API calls that fail the gateway checks answer HTTP 401 with
-``{"status": code, "msg": text, "apim_status": n}``: a missing or empty ``apim-*`` header is 1202,
-an unknown token 1203 with ``apim_status`` 4012, an expired token 1203 with ``apim_status`` 4011
-("access token expired"), an ``apim-timestamp`` that is not epoch ms or is more than five minutes
-from the server clock 1004, and a wrong ``apim-signature`` 1003 ("invalid signature"). Rejections
-other than the two token cases carry ``apim_status`` 4010. Timestamps are judged against the server
-clock, which includes ``clock_skew_ms``.
+API calls that fail the gateway checks are refused with a code: a missing or empty ``apim-*``
+header is 1202, an unknown token 1203 with ``apim_status`` 4012, an expired token 1203 with
+``apim_status`` 4011 ("access token expired"), an ``apim-timestamp`` that is not epoch ms or is
+more than five minutes from the server clock 1004, and a wrong ``apim-signature`` 1003 ("invalid
+signature"). Rejections other than the two token cases carry ``apim_status`` 4010. Timestamps are
+judged against the server clock, which includes ``clock_skew_ms``. ``auth_error_style`` chooses
+the shape of the refusal: "http401" answers HTTP 401 with ``{"status", "msg", "apim_status"}``;
+"code1203" answers HTTP 200 with the batch envelope's ``code`` (``status`` in v2.0) set to the code
+and ``data`` null; "apim4011" answers HTTP 200 with ``{"apim_status", "msg"}``, as the vendor's
+SDK expects.
+
+A token dies ``token_lifetime_s`` seconds after it is issued, or after ``token_lifetime_calls``
+API calls made with it when that is set. A refresh issues a new token; the old one lives on until
+it expires unless ``refresh_invalidates`` is set.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowinst_etl.emulator.config import EmulatorConfig
-from flowinst_etl.gateway.signing import request_signature, token_encryption
+from flowinst_etl.emulator.signing import expected_encryption, expected_signature
 
 TOKEN_BUSINESS = "apim-token-service"
 MAX_CLOCK_DIFFERENCE_MS = 5 * 60 * 1000
@@ -48,9 +55,14 @@ class GatewayRejection(Exception):
         self.apim_status = apim_status
         super().__init__(f"{code}: {message}")
 
-    def payload(self) -> dict[str, Any]:
-        """The JSON body of the 401 answer."""
-        return {"status": self.code, "msg": self.message, "apim_status": self.apim_status}
+    def answer(self, style: str, envelope: str) -> tuple[int, dict[str, Any]]:
+        """The HTTP status and JSON body of the refusal in ``style`` (see the module docstring)."""
+        if style == "code1203":
+            key = "code" if envelope == "v2.1" else "status"
+            return 200, {key: self.code, "msg": self.message, "data": None}
+        if style == "apim4011":
+            return 200, {"apim_status": self.apim_status, "msg": self.message}
+        return 401, {"status": self.code, "msg": self.message, "apim_status": self.apim_status}
 
 
 class _TokenError(Exception):
@@ -64,6 +76,10 @@ class _TokenError(Exception):
 class _Token:
     app_key: str
     expires_at: float  # time.monotonic()
+    calls_left: int | None = None
+
+    def alive(self) -> bool:
+        return self.expires_at > time.monotonic() and self.calls_left != 0
 
 
 class TokenService:
@@ -81,14 +97,15 @@ class TokenService:
             with self._lock:
                 token = self._current.get(app_key)
                 entry = self._tokens.get(token) if token else None
-                if token is None or entry is None or entry.expires_at <= time.monotonic():
-                    return _issued(*self._issue(app_key, config.token_lifetime_s))
+                if token is None or entry is None or not entry.alive():
+                    return _issued(*self._issue(app_key, config))
                 return _issued(token, entry.expires_at - time.monotonic())
         except _TokenError as exc:
             return _token_reply(exc.code, exc.message, None)
 
     def refresh(self, body: str, config: EmulatorConfig, now_ms: int) -> dict[str, Any]:
-        """Answer ``token/refresh``: a new token with a fresh lifetime; the old one dies."""
+        """Answer ``token/refresh``: a new token with a fresh lifetime; the old one dies if
+        ``refresh_invalidates`` is set."""
         fields = ("appKey", "encryption", "timestamp", "accessToken")
         try:
             app_key, payload = _check(body, fields, config, now_ms)
@@ -103,8 +120,9 @@ class TokenService:
                     raise _TokenError(
                         1204, "refresh failed: the access token belongs to another appKey"
                     )
-                del self._tokens[old]
-                return _issued(*self._issue(app_key, config.token_lifetime_s))
+                if config.refresh_invalidates:
+                    del self._tokens[old]
+                return _issued(*self._issue(app_key, config))
         except _TokenError as exc:
             return _token_reply(exc.code, exc.message, None)
 
@@ -128,16 +146,18 @@ class TokenService:
         token, timestamp, signature = (value or "" for value in values)
         with self._lock:
             entry = self._tokens.get(token)
-        if entry is None:
-            raise GatewayRejection(1203, "invalid access token", APIM_UNKNOWN_TOKEN)
-        if entry.expires_at <= time.monotonic():
-            raise GatewayRejection(1203, "access token expired", APIM_EXPIRED)
-        timestamp_ms = _epoch_ms(timestamp, "apim-timestamp", now_ms, GatewayRejection)
-        expected = request_signature(
-            token, query, body, timestamp_ms, config.credentials.secret_key
-        )
-        if signature.strip().lower() != expected:
-            raise GatewayRejection(1003, "invalid signature")
+            if entry is None:
+                raise GatewayRejection(1203, "invalid access token", APIM_UNKNOWN_TOKEN)
+            if not entry.alive():
+                raise GatewayRejection(1203, "access token expired", APIM_EXPIRED)
+            timestamp_ms = _epoch_ms(timestamp, "apim-timestamp", now_ms, GatewayRejection)
+            expected = expected_signature(
+                token, query, body, timestamp_ms, config.credentials.secret_key
+            )
+            if signature.strip().lower() != expected:
+                raise GatewayRejection(1003, "invalid signature")
+            if entry.calls_left is not None:
+                entry.calls_left -= 1
 
     def revoke_all(self) -> None:
         """Forget every issued token, as a gateway restart would."""
@@ -145,9 +165,11 @@ class TokenService:
             self._tokens.clear()
             self._current.clear()
 
-    def _issue(self, app_key: str, lifetime_s: int) -> tuple[str, float]:
+    def _issue(self, app_key: str, config: EmulatorConfig) -> tuple[str, float]:
         token = secrets.token_urlsafe(24)
-        self._tokens[token] = _Token(app_key, time.monotonic() + lifetime_s)
+        lifetime_s = config.token_lifetime_s
+        calls = config.token_lifetime_calls or None
+        self._tokens[token] = _Token(app_key, time.monotonic() + lifetime_s, calls)
         self._current[app_key] = token
         return token, float(lifetime_s)
 
@@ -182,7 +204,9 @@ def _check(
     if not isinstance(text, str):
         raise _TokenError(1004, "invalid parameter: timestamp must be epoch milliseconds")
     timestamp_ms = _epoch_ms(text, "timestamp", now_ms, _TokenError)
-    if encryption.lower() != token_encryption(app_key, timestamp_ms, config.credentials.secret_key):
+    if encryption.lower() != expected_encryption(
+        app_key, timestamp_ms, config.credentials.secret_key
+    ):
         raise _TokenError(1003, "invalid encryption")
     return app_key, payload
 

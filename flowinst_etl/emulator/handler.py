@@ -99,9 +99,17 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             runtime.counters.add("faults_dropped")
             self.close_connection = True
             return
+        if fault is not None and fault.kind == "garbled":
+            runtime.counters.add("faults_garbled")
+            self.close_connection = True
+            self.wfile.write(fault.body)
+            return
         if fault is not None and fault.kind == "rate_limited":
             runtime.counters.add("rate_limited")
-            retry_after = (("Retry-After", str(config.retry_after_s)),)
+            header = config.retry_after_header
+            retry_after = (
+                ("Retry-After", header if header is not None else str(config.retry_after_s)),
+            )
             self._send(Reply(fault.status, fault.body, headers=retry_after))
             return
         if fault is not None:

@@ -164,7 +164,7 @@ def _authenticate(call: Call) -> Reply | None:
         )
     except GatewayRejection as rejection:
         call.runtime.counters.add("auth_failures")
-        return json_reply(401, rejection.payload())
+        return json_reply(*rejection.answer(call.config.auth_error_style, call.config.envelope))
     return None
 
 

@@ -1,14 +1,17 @@
 """EnOS access-token authentication as a ``requests`` auth: the client itself knows no auth scheme.
 
-The token comes from the gateway's token service and is cached until shortly before it expires.
-Every request is signed over the exact bytes sent; when the gateway says the token expired (HTTP
-401, status 1203, ``apim_status`` 4011/4012) the token is refreshed (or fetched anew) and the
-request is re-signed and sent once more.
+The token comes from the gateway's token service (enos-api.md 6a) and is cached until shortly
+before it expires. Every attempt is signed when it is sent, over the exact bytes sent, with the
+token current then. A refused token is recognised in every shape a gateway answers it: HTTP 401 or
+403 with any body; HTTP 200 with ``code`` or ``status`` 1203 (the v2.1 envelope and the token
+service); HTTP 200 with ``apim_status`` 4011 or 4012 (what the vendor's ``enos-poseidon`` SDK looks
+for). The transport then renews the token, shared by every thread, and sends again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +23,14 @@ import requests
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.exceptions import AuthenticationError, ResponseFormatError
 from flowinst_etl.gateway.signing import request_signature, token_encryption
-from flowinst_etl.gateway.transport import raise_if_retries_exhausted
+from flowinst_etl.gateway.transport import (
+    RENEWALS_PER_REQUEST,
+    Refusal,
+    Transport,
+    raise_if_retries_exhausted,
+)
+
+log = logging.getLogger(__name__)
 
 TOKEN_GET_PATH = "/apim-token-service/v2.0/token/get"
 TOKEN_REFRESH_PATH = "/apim-token-service/v2.0/token/refresh"
@@ -28,16 +38,25 @@ TOKEN_REFRESH_PATH = "/apim-token-service/v2.0/token/refresh"
 #: Renew a token this long before the gateway would expire it.
 EXPIRY_MARGIN_S = 60.0
 
-_TOKEN_EXPIRED_STATUS = 1203
-_TOKEN_EXPIRED_APIM = {4011, 4012}
+#: Gateway codes of enos-api.md section 5 (token errors), in ``code`` or ``status``.
+_GATEWAY_CODES = {1001, 1002, 1003, 1004, 1005, 1202, 1203, 1204}
+#: Of those, and of the SDK's ``apim_status`` values, the ones a new token cures.
+_TOKEN_EXPIRED = 1203
+_APIM_RENEWABLE = {4011, 4012}
 _SHORT_BODY = 1024
 _TOKEN_HINTS = {
     1002: "the access key (ENOS_ACCESS_KEY) is not known to the gateway",
     1003: "the secret key (ENOS_SECRET_KEY) does not match the access key",
     1004: "the token request was refused as invalid; check the machine clock",
     1202: "a credential is empty",
-    1203: "the access token expired",
+    1203: "the access token is not known to the token service",
     1204: "the access token could not be refreshed",
+}
+_CALL_HINTS = {
+    1001: "the gateway took the request for a duplicate",
+    1003: "the gateway refused the request signature",
+    1004: "the gateway refused the request timestamp or parameters; check the machine clock",
+    1202: "the gateway found a signing header empty",
 }
 
 Clock = Callable[[], float]
@@ -46,43 +65,32 @@ Clock = Callable[[], float]
 class EnosTokenAuth(requests.auth.AuthBase):
     """Signs requests with an EnOS access token, fetching and renewing the token as needed.
 
-    One instance is shared by every thread of a client; token renewal is serialised by a lock.
+    One instance is shared by every thread of a client; token renewal is serialised by a lock,
+    so a token refused under many threads at once is renewed once.
+
+    Args:
+        settings: the credentials and the gateway's address.
+        transport: sends the token calls (rate-limited and retried like every request).
+        clock: seconds since the epoch; timestamps and token lifetimes are read from it.
     """
 
-    def __init__(
-        self, settings: EnosSettings, session: requests.Session, clock: Clock = time.time
-    ) -> None:
+    def __init__(self, settings: EnosSettings, transport: Transport, clock: Clock = time.time):
         self._api_url = settings.api_url.rstrip("/")
         self._access_key = settings.access_key
         self._secret_key = settings.secret_key
-        self._session = session
-        self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
         self._max_retries = settings.max_retries
-        self._verify = settings.verify_tls
+        self._transport = transport
         self._clock = clock
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
-        self.renewals = 0
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"EnosTokenAuth(api_url={self._api_url!r}, access_key={self._access_key!r})"
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         token = self.token()
-        self._sign(request, token)
-        request.register_hook("response", self._renew_and_resend_once)
-        return request
-
-    def token(self) -> str:
-        """The current access token, fetched or renewed when missing or about to expire."""
-        with self._lock:
-            if self._token is None or self._clock() >= self._renew_at:
-                self._renew(stale=self._token)
-            assert self._token is not None
-            return self._token
-
-    def _sign(self, request: requests.PreparedRequest, token: str) -> None:
         timestamp = self._timestamp_ms()
         body = request.body or b""
         if not isinstance(body, (bytes, str)):
@@ -94,61 +102,101 @@ class EnosTokenAuth(requests.auth.AuthBase):
         request.headers["apim-signature"] = request_signature(
             token, query, text, timestamp, self._secret_key
         )
+        return request
 
-    def _renew_and_resend_once(
-        self, response: requests.Response, **kwargs: Any
-    ) -> requests.Response:
-        if not _says_token_expired(response):
-            return response
-        sent_token = response.request.headers.get("apim-accesstoken")
+    def token(self) -> str:
+        """The current access token, fetched or renewed when missing or about to expire.
+
+        Raises:
+            AuthenticationError: the token service refused the credentials.
+        """
         with self._lock:
-            if self._token == sent_token:
-                self._renew(stale=sent_token)
-            token = self._token
-        assert token is not None
-        response.content  # noqa: B018 - drain the body so the connection returns to the pool
-        response.close()
-        retry = response.request.copy()
-        retry.hooks["response"] = []
-        self._sign(retry, token)
-        resent = response.connection.send(retry, **kwargs)
-        resent.history.append(response)
-        resent.request = retry
-        return resent
+            if self._token is None or self._clock() >= self._renew_at:
+                self._renew()
+            assert self._token is not None
+            return self._token
 
-    def _renew(self, stale: str | None) -> None:
-        """Refresh ``stale`` if there is one, else (or if refresh fails) get a new token."""
+    def renew(self, refused: requests.PreparedRequest) -> None:
+        """Renew the token ``refused`` carried, unless another thread already did."""
+        sent = refused.headers.get("apim-accesstoken")
+        with self._lock:
+            if self._token is None or self._token == sent:
+                self._renew()
+
+    def obtained(self) -> int:
+        """Tokens the calling thread obtained to replace a previous one."""
+        return int(getattr(self._local, "renewals", 0))
+
+    def refusal(self, response: requests.Response) -> Refusal | None:
+        """Whether the gateway refused the credentials of ``response``'s request, and how.
+
+        Returns ``None`` for any other answer, business errors included.
+        """
+        status = response.status_code
+        if status not in (401, 403) and len(response.content or b"") > _SHORT_BODY:
+            return None  # refusals are short; a page of records is not worth parsing twice
+        try:
+            payload = json.loads(response.content or b"null")
+        except ValueError:
+            payload = None
+        fields: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        apim = fields.get("apim_status")
+        code = fields.get("code", fields.get("status"))
+        apim = apim if isinstance(apim, int) and not isinstance(apim, bool) else None
+        code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        renewable = apim in _APIM_RENEWABLE or code == _TOKEN_EXPIRED
+        if status not in (401, 403) and not renewable:
+            if code not in _GATEWAY_CODES and apim is None:
+                return None
+        elif code is None and apim is None:
+            renewable = True  # a bare 401/403: the token is the first suspect
+        message = str(fields.get("msg") or "") or f"HTTP {status}"
+        number = code if code is not None else apim if apim is not None else status
+        if renewable:
+            hint = (
+                f"the gateway kept refusing the access token after {RENEWALS_PER_REQUEST} "
+                f"renewals (HTTP {status})"
+            )
+        else:
+            hint = f"{_CALL_HINTS.get(number, 'the gateway refused the request')} (HTTP {status})"
+        request_id = fields.get("requestId")
+        error = AuthenticationError(number, message, hint, str(request_id) if request_id else None)
+        return Refusal(renewable, error)
+
+    def _renew(self) -> None:
+        """Refresh the current token if there is one, else (or if refresh fails) get a new one.
+
+        Raises:
+            AuthenticationError: the token service refused to get one; a refresh refused before
+                it is its ``__cause__``.
+        """
+        stale, refused = self._token, None
         if stale is not None:
             try:
-                self._store(self._token_call(TOKEN_REFRESH_PATH, accessToken=stale))
+                self._store(self._token_call(TOKEN_REFRESH_PATH, accessToken=stale), renewal=True)
                 return
-            except AuthenticationError:
-                pass
-        self._store(self._token_call(TOKEN_GET_PATH))
+            except AuthenticationError as exc:
+                log.info("token refresh refused (%s); getting a new token", exc)
+                refused = exc
+        try:
+            data = self._token_call(TOKEN_GET_PATH)
+        except AuthenticationError as exc:
+            raise exc from refused
+        self._store(data, renewal=stale is not None)
 
-    def _store(self, data: dict[str, Any]) -> None:
+    def _store(self, data: dict[str, Any], renewal: bool) -> None:
         token, expire = data.get("accessToken"), data.get("expire")
         if not isinstance(token, str) or not token or not isinstance(expire, (int, float)):
             raise ResponseFormatError("the token service answered without accessToken/expire")
         self._token = token
         self._renew_at = self._clock() + max(float(expire) - EXPIRY_MARGIN_S, float(expire) / 2)
-        self.renewals += 1
+        if renewal:
+            self._local.renewals = self.obtained() + 1
 
     def _token_call(self, path: str, **extra: str) -> dict[str, Any]:
-        timestamp = self._timestamp_ms()
-        body: dict[str, str | int] = {
-            "appKey": self._access_key,
-            "encryption": token_encryption(self._access_key, timestamp, self._secret_key),
-            "timestamp": timestamp,
-            **extra,
-        }
-        response = self._session.post(
-            self._api_url + path,
-            json=body,
-            timeout=self._timeout,
-            auth=_unsigned,
-            verify=self._verify,
-        )
+        proof = _TokenProof(self, extra)
+        request = requests.Request("POST", self._api_url + path, json={}, auth=proof)
+        response, _ = self._transport.send(request)
         raise_if_retries_exhausted(response, self._max_retries)
         try:
             payload = response.json()
@@ -168,27 +216,28 @@ class EnosTokenAuth(requests.auth.AuthBase):
             raise ResponseFormatError("the token service answered without a data object")
         return data
 
+    def proof(self, **extra: str) -> dict[str, str | int]:
+        """A token request body, its ``timestamp`` and ``encryption`` made now."""
+        timestamp = self._timestamp_ms()
+        return {
+            "appKey": self._access_key,
+            "encryption": token_encryption(self._access_key, timestamp, self._secret_key),
+            "timestamp": timestamp,
+            **extra,
+        }
+
     def _timestamp_ms(self) -> int:
         return int(self._clock() * 1000)
 
 
-def _unsigned(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """Token calls carry their own proof and must not be signed with the session's token."""
-    return request
+class _TokenProof(requests.auth.AuthBase):
+    """Writes a token call's body at each attempt, so a retry is not a replayed ``encryption``
+    (which the gateway may refuse as a duplicate, 1001)."""
 
+    def __init__(self, auth: EnosTokenAuth, extra: dict[str, str]) -> None:
+        self._auth = auth
+        self._extra = extra
 
-def _says_token_expired(response: requests.Response) -> bool:
-    """Whether the gateway rejected the token (not the signature or the account)."""
-    if response.status_code != 401 and len(response.content or b"") > _SHORT_BODY:
-        return False  # token errors are short; a page of records is not worth parsing twice
-    try:
-        payload = json.loads(response.content or b"null")
-    except ValueError:
-        return response.status_code == 401
-    if not isinstance(payload, dict):
-        return response.status_code == 401
-    if payload.get("apim_status") in _TOKEN_EXPIRED_APIM:
-        return True
-    return payload.get("status") == _TOKEN_EXPIRED_STATUS or (
-        response.status_code == 401 and payload.get("status") is None
-    )
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.prepare_body(None, None, json=self._auth.proof(**self._extra))
+        return request

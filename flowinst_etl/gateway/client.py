@@ -9,26 +9,19 @@ import time
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.exceptions import (
     ApiError,
-    AuthenticationError,
     FatalApiError,
     ResponseFormatError,
     RetriableApiError,
     TransportError,
 )
 from flowinst_etl.gateway.auth import EnosTokenAuth
-from flowinst_etl.gateway.transport import (
-    RateLimiter,
-    attempts_of,
-    build_session,
-    raise_if_retries_exhausted,
-)
+from flowinst_etl.gateway.transport import Attempts, Transport, raise_if_retries_exhausted
 from flowinst_etl.windows import parse_server_timezone, server_zone
 
 log = logging.getLogger(__name__)
@@ -48,7 +41,6 @@ _API_HINTS: dict[int, tuple[type[ApiError], str]] = {
     62105: (FatalApiError, "the user account is locked; ask an org admin"),
     62109: (RetriableApiError, "internal error of the Batch Processing Service; try again later"),
 }
-_AUTH_CODES = {1001, 1002, 1003, 1004, 1202, 1203, 1204}
 _PREVIEW = 60
 
 
@@ -87,8 +79,7 @@ class SearchPage:
 
     records: list[dict[str, Any]]
     count: int | None
-    retries: int = 0
-    throttled: int = 0
+    attempts: Attempts = field(default_factory=Attempts)
 
 
 @dataclass
@@ -107,12 +98,8 @@ class EnosClient:
     def __init__(self, settings: EnosSettings) -> None:
         self.settings = settings
         self._base = settings.api_url.rstrip("/")
-        self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
-        self.limiter = (
-            RateLimiter(settings.max_requests_per_s) if settings.max_requests_per_s else None
-        )
-        self._session = build_session(settings, self.limiter)
-        self._session.auth = EnosTokenAuth(settings, self._session)
+        self._transport = Transport(settings)
+        self._auth = EnosTokenAuth(settings, self._transport)
         self._facts = _ServerFacts(
             server_zone(settings.server_timezone) if settings.server_timezone else None
         )
@@ -125,13 +112,14 @@ class EnosClient:
 
     def close(self) -> None:
         """Release pooled connections."""
-        self._session.close()
+        self._transport.close()
 
     def search(self, query: SearchQuery) -> SearchPage:
         """One page of List Flow Instances.
 
         Raises:
-            ApiError: the gateway answered an EnOS error code.
+            ApiError: the gateway answered an EnOS error code; ``AuthenticationError`` when it
+                refused the credentials, after renewing the token where that can help.
             TransportError: the gateway could not be reached or kept failing.
             ResponseFormatError: the answer was not an EnOS envelope.
         """
@@ -141,7 +129,7 @@ class EnosClient:
             "orgId": self.settings.org_id,
         }
         body = json.dumps(query.body(), separators=(",", ":")).encode()
-        response = self._send("POST", SEARCH_PATH, params, body)
+        response, attempts = self._send("POST", SEARCH_PATH, params, body)
         data = self._data(response)
         records = data.get("flowInsts") if isinstance(data, dict) else None
         if records is None and isinstance(data, dict) and "flowInsts" in data:
@@ -149,14 +137,13 @@ class EnosClient:
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise ResponseFormatError("the search answer has no flowInsts list of objects")
         count = data.get("count")
-        retries, throttled = attempts_of(response)
-        return SearchPage(records, count if isinstance(count, int) else None, retries, throttled)
+        return SearchPage(records, count if isinstance(count, int) else None, attempts)
 
     def server_timezone(self) -> tzinfo:
         """The gateway's timezone: the configured override, else Get Timezone (asked once)."""
         with self._facts.lock:
             if self._facts.timezone is None:
-                data = self._data(self._send("GET", TIME_PATH, {"action": "getTimeZone"}))
+                data = self._data(self._send("GET", TIME_PATH, {"action": "getTimeZone"})[0])
                 text = data.get("timezone") if isinstance(data, dict) else None
                 if not isinstance(text, str):
                     raise ResponseFormatError("Get Timezone answered without a timezone")
@@ -166,7 +153,7 @@ class EnosClient:
     def clock_skew_ms(self) -> int:
         """Gateway clock minus local clock, from Get Current Time (midpoint of the round trip)."""
         sent = time.time()
-        data = self._data(self._send("GET", TIME_PATH, {"action": "getCurrentTime"}))
+        data = self._data(self._send("GET", TIME_PATH, {"action": "getCurrentTime"})[0])
         received = time.time()
         if not isinstance(data, int):
             raise ResponseFormatError("Get Current Time answered without an epoch-ms number")
@@ -174,46 +161,17 @@ class EnosClient:
 
     def _send(
         self, method: str, path: str, params: dict[str, str], body: bytes | None = None
-    ) -> requests.Response:
-        if self.limiter is not None:
-            self.limiter.acquire()
+    ) -> tuple[requests.Response, Attempts]:
         headers = {"Content-Type": "application/json;charset=utf-8"} if body is not None else {}
-        host = urlsplit(self._base).netloc
-        try:
-            response = self._session.request(
-                method,
-                self._base + path,
-                params=params,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                verify=self.settings.verify_tls,  # explicit, or REQUESTS_CA_BUNDLE would win
-            )
-        except requests.exceptions.SSLError as exc:
-            raise TransportError(
-                f"TLS verification of {host} failed; fix the certificate chain "
-                "(ENOS_VERIFY_TLS=false only for testing)"
-            ) from exc
-        except requests.exceptions.Timeout as exc:
-            raise TransportError(f"{host} did not answer in time after retries") from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise TransportError(f"cannot reach the gateway at {host}: {_reason(exc)}") from exc
-        except requests.exceptions.RequestException as exc:
-            raise TransportError(f"request to {host} failed: {type(exc).__name__}") from exc
-        return response
+        request = requests.Request(
+            method, self._base + path, params=params, data=body, headers=headers
+        )
+        return self._transport.send(request, self._auth)
 
     def _data(self, response: requests.Response) -> Any:
         """The ``data`` of an EnOS envelope (v2.1 ``code`` or v2.0 ``status``), or a typed error."""
         payload = _json_or_none(response)
         raise_if_retries_exhausted(response, self.settings.max_retries)
-        if response.status_code in (401, 403):
-            code = payload.get("status", -1) if isinstance(payload, dict) else -1
-            message = payload.get("msg", "") if isinstance(payload, dict) else ""
-            raise AuthenticationError(
-                int(code) if isinstance(code, int) else -1,
-                str(message) or f"HTTP {response.status_code}",
-                "check ENOS_ACCESS_KEY and ENOS_SECRET_KEY",
-            )
         if not isinstance(payload, dict):
             raise ResponseFormatError(
                 f"the gateway answered HTTP {response.status_code} "
@@ -234,10 +192,6 @@ class EnosClient:
 
 def _api_error(code: int, message: str, request_id: Any) -> ApiError:
     request = str(request_id) if request_id else None
-    if code in _AUTH_CODES:
-        return AuthenticationError(
-            code, message, "check ENOS_ACCESS_KEY and ENOS_SECRET_KEY", request
-        )
     kind, hint = _API_HINTS.get(code, (FatalApiError, ""))
     return kind(code, message, hint, request)
 
@@ -254,21 +208,3 @@ def _preview(response: requests.Response) -> str:
     if not text:
         return "(empty body)"
     return repr(" ".join(text.split())) + ("…" if len(response.content) > _PREVIEW else "")
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost cause of a connection failure, in words (no URL, no headers)."""
-    text = str(exc)
-    for marker, reason in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "unknown host name"),
-        ("nodename nor servname", "unknown host name"),
-        ("Failed to resolve", "unknown host name"),
-        ("timed out", "timed out"),
-        ("RemoteDisconnected", "the connection was closed without an answer"),
-        ("Connection aborted", "the connection was closed without an answer"),
-        ("Max retries exceeded", "no answer after retries"),
-    ):
-        if marker in text:
-            return reason
-    return type(exc).__name__

@@ -1,22 +1,29 @@
-"""HTTP transport for the gateway: one pooled Session, urllib3 retries, a shared rate limit.
+"""HTTP transport for the gateway: one pooled Session, a shared rate limit, and retries.
 
-Retries come from urllib3's ``Retry`` mounted on the Session. The subclass here changes three
-things only: every retry waits (urllib3 retries the first failure at once, and ``Retry-After: 0``
-would too), a huge ``Retry-After`` is capped and logged, and each retry takes a slot from the
-shared rate limiter so retries never push the client above its configured request rate.
+urllib3 would repeat a request with the headers it was first given, but an EnOS signature covers a
+timestamp and a token that may be renewed between attempts (enos-api.md 6a). So every attempt is
+prepared and signed anew, while urllib3's ``Retry`` still decides whether to try again, counts the
+attempts of each kind and computes the backoff and the ``Retry-After`` wait. Every attempt, token
+calls and resends after a renewal included, first takes a slot from the shared rate limiter.
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import random
+import re
 import threading
 import time
+from dataclasses import dataclass
 from itertools import takewhile
-from typing import Any
+from typing import Protocol
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from flowinst_etl.config import EnosSettings
@@ -25,6 +32,16 @@ from flowinst_etl.exceptions import TransportError
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+#: Resends of one request after the gateway refused its token (each after a renewal, or after
+#: another thread renewed): tokens that die under load, or that another process's refresh
+#: invalidates, are survived, while a refusal that renewal cannot cure still ends the request.
+RENEWALS_PER_REQUEST = 4
+
+#: The attribute that marks a log record as a retry notice (its value: the attempt about to start).
+RETRY_RECORD = "gateway_retry_attempt"
+
+_SECONDS = re.compile(r"^\s*[0-9]+\s*$")
 
 
 class RateLimiter:
@@ -36,10 +53,9 @@ class RateLimiter:
         self._tokens = float(burst)
         self._updated = time.monotonic()
         self._lock = threading.Lock()
-        self.waited_s = 0.0
 
-    def acquire(self) -> None:
-        """Block until a request may be sent."""
+    def acquire(self) -> float:
+        """Block until a request may be sent; returns the seconds waited."""
         with self._lock:
             now = time.monotonic()
             self._tokens = min(
@@ -48,20 +64,19 @@ class RateLimiter:
             self._updated = now
             self._tokens -= 1.0
             wait = -self._tokens * self._interval if self._tokens < 0 else 0.0
-            self.waited_s += wait
         if wait:
             time.sleep(wait)
+        return wait
 
 
 class GatewayRetry(Retry):
-    """urllib3 ``Retry`` that always backs off, caps ``Retry-After`` and obeys the rate limiter."""
+    """urllib3 ``Retry`` that always backs off and reads ``Retry-After`` defensively.
 
-    limiter: RateLimiter | None = None
-
-    def new(self, **kw: Any) -> GatewayRetry:
-        retry = super().new(**kw)
-        retry.limiter = self.limiter
-        return retry
+    urllib3 retries the first failure at once (and ``Retry-After: 0`` would too); here every retry
+    waits. A ``Retry-After`` of whole seconds or an HTTP-date is obeyed up to ``backoff_max``; one
+    that cannot be read (``1.5``, ``-3``, ``soon``) is ignored in favour of the backoff, where
+    urllib3 would raise ``InvalidHeader``.
+    """
 
     def get_backoff_time(self) -> float:
         failures = len(
@@ -72,41 +87,208 @@ class GatewayRetry(Retry):
         value = self.backoff_factor * 2 ** (failures - 1) + random.random() * self.backoff_jitter
         return float(min(self.backoff_max, value))
 
-    def parse_retry_after(self, retry_after: str) -> float:
-        seconds = super().parse_retry_after(retry_after)
-        if seconds >= self.retry_after_max:
-            log.warning(
-                "gateway asked to wait %s s before retrying; waiting %s s instead",
-                retry_after.strip(),
-                self.retry_after_max,
+    def next_wait(self, response: BaseHTTPResponse | None) -> tuple[float, str]:
+        """Seconds to wait before the next attempt, and a note on a ``Retry-After`` not obeyed."""
+        text = response.headers.get("Retry-After") if response is not None else None
+        if text is None or not self.respect_retry_after_header:
+            return self.get_backoff_time(), ""
+        if not readable_retry_after(text):
+            return (
+                self.get_backoff_time(),
+                f"; unreadable Retry-After {text.strip()[:40]!r} ignored",
             )
-        return seconds
-
-    def sleep(self, response: Any = None) -> None:
-        super().sleep(response)
-        if self.limiter is not None:
-            self.limiter.acquire()
+        asked = super().parse_retry_after(text)
+        if asked > self.backoff_max:
+            return float(self.backoff_max), f"; Retry-After {text.strip()} s capped"
+        return (asked if asked > 0 else self.get_backoff_time()), ""
 
 
-def build_session(settings: EnosSettings, limiter: RateLimiter | None) -> requests.Session:
-    """A Session with pooled connections and the retry policy mounted for http and https."""
-    retry = GatewayRetry(
-        total=settings.max_retries,
-        connect=settings.max_retries,
-        read=settings.max_retries,
-        status=settings.max_retries,
-        other=0,
-        allowed_methods=frozenset({"GET", "POST"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=settings.backoff_s,
-        backoff_jitter=settings.backoff_s,
-        backoff_max=settings.max_backoff_s,
-        retry_after_max=int(settings.max_backoff_s),
-        raise_on_status=False,
-        respect_retry_after_header=True,
-    )
-    retry.limiter = limiter
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=64)
+def readable_retry_after(text: str) -> bool:
+    """Whether ``Retry-After`` is whole seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    return bool(_SECONDS.match(text)) or email.utils.parsedate_tz(text) is not None
+
+
+class SigningAuth(Protocol):
+    """What the transport needs of an auth that can find its token refused and renew it."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest: ...
+
+    def refusal(self, response: requests.Response) -> Refusal | None:
+        """The gateway's refusal of the token or signature in ``response``, if it is one."""
+        ...
+
+    def renew(self, refused: requests.PreparedRequest) -> None:
+        """Make sure the next signature uses a token newer than the one ``refused`` carried."""
+        ...
+
+    def obtained(self) -> int:
+        """Tokens the calling thread has obtained from the token service so far."""
+        ...
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The gateway refused a request's credentials.
+
+    Attributes:
+        renewable: a new token may cure it (expired or unknown token).
+        error: what to raise when renewal cannot cure it.
+    """
+
+    renewable: bool
+    error: Exception
+
+
+@dataclass
+class Attempts:
+    """What one request took beyond its first attempt.
+
+    Attributes:
+        retries: attempts repeated after a 429, 502-504 or a failed connection or read.
+        throttled: of those, the ones that answered HTTP 429.
+        resends: attempts repeated after the gateway refused the token.
+        token_renewals: tokens obtained from the token service while serving this request.
+        limiter_wait_s: time spent waiting for the client's own rate limit.
+    """
+
+    retries: int = 0
+    throttled: int = 0
+    resends: int = 0
+    token_renewals: int = 0
+    limiter_wait_s: float = 0.0
+
+
+class Transport:
+    """Sends requests to one gateway: rate-limited, each attempt signed when it is sent.
+
+    Args:
+        settings: retries, backoff, timeouts and the request rate.
+    """
+
+    def __init__(self, settings: EnosSettings) -> None:
+        self.settings = settings
+        self.limiter = (
+            RateLimiter(settings.max_requests_per_s) if settings.max_requests_per_s else None
+        )
+        self.session = build_session(settings)
+        self.retry = GatewayRetry(
+            total=settings.max_retries,
+            connect=settings.max_retries,
+            read=settings.max_retries,
+            status=settings.max_retries,
+            other=0,
+            redirect=False,
+            allowed_methods=frozenset({"GET", "POST"}),
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=settings.backoff_s,
+            backoff_jitter=settings.backoff_s,
+            backoff_max=settings.max_backoff_s,
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
+        self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.session.close()
+
+    def send(
+        self, request: requests.Request, auth: SigningAuth | None = None
+    ) -> tuple[requests.Response, Attempts]:
+        """Send ``request`` until it is answered for good, or retries or renewals run out.
+
+        ``auth`` signs each attempt and is asked whether the gateway refused it; without it the
+        request's own auth (or none) prepares each attempt.
+
+        A status in ``RETRY_STATUSES`` that outlives the retries is returned, not raised (see
+        ``raise_if_retries_exhausted``). Each retry logs one WARNING on this module's logger:
+        what failed, the path (never the query, headers or body), the wait and the attempt; the
+        record carries the attempt number as ``RETRY_RECORD``.
+
+        Raises:
+            TransportError: the gateway could not be reached or read after every retry, or TLS
+                verification failed.
+            Exception: ``auth``'s refusal error, when renewal does not cure a refusal.
+        """
+        if auth is not None:
+            request.auth = auth
+        elif request.auth is None:
+            request.auth = _unsigned
+        method, url = str(request.method), str(request.url)
+        path = urlsplit(url).path
+        retry: Retry = self.retry
+        attempts = Attempts()
+        before = auth.obtained() if auth is not None else 0
+        try:
+            while True:
+                if self.limiter is not None:
+                    attempts.limiter_wait_s += self.limiter.acquire()
+                prepared = self.session.prepare_request(request)
+                try:
+                    response = self.session.send(prepared, **self._send_options(prepared))
+                except requests.exceptions.SSLError as exc:
+                    raise TransportError(
+                        f"TLS verification of {urlsplit(url).netloc} failed; fix the "
+                        "certificate chain (ENOS_VERIFY_TLS=false only for testing)"
+                    ) from exc
+                except requests.exceptions.RequestException as exc:
+                    error = _urllib3_error(exc)
+                    try:
+                        retry = retry.increment(method, path, error=error)
+                    except MaxRetryError:
+                        raise TransportError(_gave_up(url, exc, self.retry)) from exc
+                    self._wait(retry, None, f"{method} {path} failed: {_kind(error)}")
+                    attempts.retries += 1
+                    continue
+                refusal = auth.refusal(response) if auth is not None else None
+                if auth is not None and refusal is not None:
+                    if not refusal.renewable or attempts.resends >= RENEWALS_PER_REQUEST:
+                        raise refusal.error
+                    auth.renew(prepared)
+                    attempts.resends += 1
+                    continue
+                has_retry_after = bool(response.headers.get("Retry-After"))
+                if not retry.is_retry(method, response.status_code, has_retry_after):
+                    return response, attempts
+                try:
+                    retry = retry.increment(method, path, response=response.raw)
+                except MaxRetryError:
+                    return response, attempts
+                response.close()
+                what = f"{method} {path} answered HTTP {response.status_code}"
+                self._wait(retry, response.raw, what)
+                attempts.retries += 1
+                attempts.throttled += response.status_code == 429
+        finally:
+            attempts.token_renewals = (auth.obtained() if auth is not None else 0) - before
+
+    def _send_options(self, prepared: requests.PreparedRequest) -> dict[str, object]:
+        """Proxies and certificates from the environment, as ``Session.request`` would merge
+        them; verification stays the configured one."""
+        options = self.session.merge_environment_settings(
+            str(prepared.url), {}, False, self.settings.verify_tls, None
+        )
+        return {**options, "timeout": self._timeout}
+
+    def _wait(self, retry: Retry, response: BaseHTTPResponse | None, what: str) -> None:
+        assert isinstance(retry, GatewayRetry)
+        seconds, note = retry.next_wait(response)
+        attempt = len(retry.history) + 1
+        log.warning(
+            "%s; attempt %d of %d in %.2f s%s",
+            what,
+            attempt,
+            self.settings.max_retries + 1,
+            seconds,
+            note,
+            extra={RETRY_RECORD: attempt},
+        )
+        time.sleep(seconds)
+
+
+def build_session(settings: EnosSettings) -> requests.Session:
+    """A Session with pooled connections that tries each request once (``Transport`` retries)."""
+    adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=64)
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -127,8 +309,55 @@ def raise_if_retries_exhausted(response: requests.Response, retries: int) -> Non
         )
 
 
-def attempts_of(response: requests.Response) -> tuple[int, int]:
-    """How many retries one response took, and how many of them answered 429."""
-    retries = getattr(response.raw, "retries", None)
-    history = getattr(retries, "history", ()) or ()
-    return len(history), sum(1 for attempt in history if attempt.status == 429)
+def _unsigned(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Token calls carry their own proof and are not signed with a token."""
+    return request
+
+
+def _urllib3_error(exc: requests.exceptions.RequestException) -> Exception:
+    """The urllib3 error behind a requests exception, as ``Retry.increment`` classifies them.
+
+    A header or body that cannot be read counts as a read failure, retried like a dropped
+    connection.
+    """
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, MaxRetryError) and cause.reason is not None:
+        cause = cause.reason
+    if isinstance(cause, Exception) and not isinstance(cause, InvalidHeader):
+        return cause
+    return ProtocolError(f"unreadable answer: {type(exc).__name__}", exc)
+
+
+def _kind(error: Exception) -> str:
+    """A failure in words, without the URL or anything from the request."""
+    if isinstance(error, ProtocolError) and len(error.args) > 1:
+        return f"{type(error.args[1]).__name__} (connection closed or answer unreadable)"
+    return type(error).__name__
+
+
+def _gave_up(url: str, exc: requests.exceptions.RequestException, policy: Retry) -> str:
+    host = urlsplit(url).netloc
+    retries = f"after {policy.total} retries"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"{host} did not answer in time {retries}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"cannot reach the gateway at {host}: {_reason(exc)} ({retries})"
+    return f"request to {host} failed {retries}: {type(exc).__name__}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, in words (no URL, no headers)."""
+    text = str(exc)
+    for marker, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host name"),
+        ("nodename nor servname", "unknown host name"),
+        ("Failed to resolve", "unknown host name"),
+        ("timed out", "timed out"),
+        ("RemoteDisconnected", "the connection was closed without an answer"),
+        ("Connection aborted", "the connection was closed without an answer"),
+        ("BadStatusLine", "the answer's status line was unreadable"),
+    ):
+        if marker in text:
+            return reason
+    return type(exc).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from flowinst_etl.emulator import Credentials, Emulator, EmulatorConfig
-from flowinst_etl.emulator.command import parse_days
+from flowinst_etl.emulator.command import config_from_args, configure_parser, parse_days
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import parse_server_timezone
 
@@ -94,3 +95,25 @@ def test_a_busy_port_exits_1(emulator):
     )
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
+
+
+def test_gateway_switches_reach_the_config():
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    flags = [
+        "--token-lifetime-calls", "25", "--auth-error-style", "apim4011",
+        "--refresh-invalidates", "--retry-after-header", "soon", "--garbled-rate", "0.1",
+    ]  # fmt: skip
+    config = config_from_args(parser.parse_args(flags))
+    defaults = config_from_args(parser.parse_args([]))
+    assert (
+        config.token_lifetime_calls,
+        config.auth_error_style,
+        config.refresh_invalidates,
+        config.retry_after_header,
+        config.garbled_rate,
+    ) == (25, "apim4011", True, "soon", 0.1)
+    assert (defaults.token_lifetime_calls, defaults.auth_error_style) == (0, "http401")
+    assert (defaults.refresh_invalidates, defaults.retry_after_header) == (False, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--auth-error-style", "http402"])

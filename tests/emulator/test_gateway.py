@@ -8,6 +8,7 @@ import time
 import pytest
 
 from flowinst_etl.emulator import Credentials
+from flowinst_etl.emulator.signing import expected_signature
 from flowinst_etl.gateway.signing import request_signature, token_encryption
 
 from .signed import SEARCH_PATH, TIME_PATH, TOKEN_GET, TOKEN_REFRESH
@@ -19,10 +20,11 @@ EXAMPLE_SIGNATURE = "59828328f6c1f9771015dc74e4929ae30f518a35a3d2353972c2ea46556
 EXAMPLE_QUERY = [("k3", "v3"), ("k1", "v1"), ("k2", "v2")]
 
 
-def test_signing_matches_the_documented_worked_example():
-    signature = request_signature(
-        "xxxxaaaxxxx", EXAMPLE_QUERY, EXAMPLE_BODY, 1572574909697, EXAMPLE_SECRET
-    )
+@pytest.mark.parametrize(
+    "sign", [request_signature, expected_signature], ids=["client", "emulator"]
+)
+def test_signing_matches_the_documented_worked_example(sign):
+    signature = sign("xxxxaaaxxxx", EXAMPLE_QUERY, EXAMPLE_BODY, 1572574909697, EXAMPLE_SECRET)
     assert signature == EXAMPLE_SIGNATURE
 
 
@@ -98,8 +100,17 @@ def test_token_get_rejects_a_missing_field_and_a_stale_timestamp(emulator, clien
     assert api.token_call(timestamp=stale, encryption=encryption).json()["status"] == 1004
 
 
-def test_refresh_issues_a_new_token_and_retires_the_old_one(emulator, client):
+def test_refresh_keeps_the_old_token_alive_unless_told_otherwise(emulator, client):
     emu = emulator()
+    api = client(emu)
+    old = api.token()
+    refreshed = api.token_call(TOKEN_REFRESH, accessToken=old).json()
+    assert refreshed["status"] == 0 and refreshed["data"]["accessToken"] != old
+    assert api.time("getTimeZone").status_code == 200
+
+
+def test_refresh_issues_a_new_token_and_retires_the_old_one(emulator, client):
+    emu = emulator(refresh_invalidates=True)
     api = client(emu)
     old = api.token()
 
@@ -124,12 +135,12 @@ def test_refresh_errors(emulator, client):
 
 
 def test_an_expired_token_is_refused_then_replaced(emulator, client):
-    emu = emulator(token_lifetime_s=1)
+    emu = emulator(token_lifetime_calls=2)
     api = client(emu)
     old = api.token()
     assert api.time("getTimeZone").status_code == 200
+    assert api.time("getTimeZone").status_code == 200
 
-    time.sleep(1.1)
     expired = api.time("getTimeZone")
     renewed = api.token_call().json()["data"]["accessToken"]
 
@@ -141,6 +152,50 @@ def test_an_expired_token_is_refused_then_replaced(emulator, client):
     assert api.time("getTimeZone").status_code == 200
     refreshed = api.token_call(TOKEN_REFRESH, accessToken=old).json()
     assert refreshed["status"] == 0
+
+
+@pytest.mark.parametrize(
+    ("style", "envelope", "status", "expired", "unknown"),
+    [
+        (
+            "http401",
+            "v2.1",
+            401,
+            {"status": 1203, "msg": "access token expired", "apim_status": 4011},
+            {"status": 1203, "msg": "invalid access token", "apim_status": 4012},
+        ),
+        (
+            "code1203",
+            "v2.1",
+            200,
+            {"code": 1203, "msg": "access token expired", "data": None},
+            {"code": 1203, "msg": "invalid access token", "data": None},
+        ),
+        (
+            "code1203",
+            "v2.0",
+            200,
+            {"status": 1203, "msg": "access token expired", "data": None},
+            {"status": 1203, "msg": "invalid access token", "data": None},
+        ),
+        (
+            "apim4011",
+            "v2.1",
+            200,
+            {"apim_status": 4011, "msg": "access token expired"},
+            {"apim_status": 4012, "msg": "invalid access token"},
+        ),
+    ],
+)
+def test_auth_error_styles(emulator, client, style, envelope, status, expired, unknown):
+    api = client(emulator(token_lifetime_calls=1, auth_error_style=style, envelope=envelope))
+    assert api.time("getTimeZone").status_code == 200
+    first, second = api.time("getTimeZone"), api.time("getCurrentTime")
+    made_up = api.call("GET", TIME_PATH, {"action": "getTimeZone"}, token="made-up")
+
+    for reply in (first, second):
+        assert (reply.status_code, reply.json()) == (status, expired)
+    assert (made_up.status_code, made_up.json()) == (status, unknown)
 
 
 @pytest.mark.parametrize("header", ["apim-accesstoken", "apim-timestamp", "apim-signature"])

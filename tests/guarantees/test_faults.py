@@ -77,8 +77,8 @@ FAULTS = {
         {"status_change_rate": 0.3}, UTC, proof={"status_changes": 1}
     ),
     "malformed graphs": Fault({"malformed_graph_rate": 0.2}, SHANGHAI),
-    # A request's retries reuse its signed token, and a token that dies under a request is renewed
-    # once for it: tokens here die every few seconds, longer than one request's retries last.
+    # Every attempt is signed when it is sent, so a token that dies between a request's retries
+    # is renewed and the next attempt carries the new one.
     "every fault and behaviour at once": Fault(
         {
             **ALL_BEHAVIOURS,
@@ -86,7 +86,7 @@ FAULTS = {
             "drop_rate": 0.05,
             "rate_limit_per_s": 10.0,
             "retry_after_s": 0,
-            "token_lifetime_s": 10,
+            "token_lifetime_s": 3,
             "latency_ms": 30,
             "insert_every": 4,
             "insert_count": 2,
