@@ -89,7 +89,7 @@ def _noted_clock_skew(extractor: Extractor) -> int:
     skew = extractor.client.clock_skew_ms()
     if abs(skew) > CLOCK_SKEW_WARNING_MS:
         log.warning(
-            "the gateway's clock is %+d s off ours; signatures may be refused", skew // 1000
+            "the gateway's clock is %+d s off ours; signatures may be refused", round(skew / 1000)
         )
     return skew
 

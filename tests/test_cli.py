@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flowinst_etl import read_table
+from flowinst_etl import read_table, written_days
 from flowinst_etl.emulator import DEMO_CREDENTIALS, Emulator, EmulatorConfig
 from flowinst_etl.windows import day_window, zone
 from tests.guarantees.harness import (
@@ -302,7 +302,7 @@ def test_an_interrupt_exits_130_and_lists_the_committed_days(
             text=True,
         )
         try:
-            while not list(root.glob("flow_instances/*/_manifest.json")):
+            while not root.exists() or not written_days(str(root), "flow_instances"):
                 assert process.poll() is None, process.communicate()
                 time.sleep(0.05)
             process.send_signal(sent)
@@ -317,11 +317,7 @@ def test_an_interrupt_exits_130_and_lists_the_committed_days(
         )
         listed = [date.fromisoformat(day) for day in re.findall(r"\d{4}-\d{2}-\d{2}", lines[0])]
         assert listed and listed[-1] < last, describe(done)
-        on_disk = sorted(
-            date.fromisoformat(path.parent.name.split("=")[1])
-            for path in root.glob("flow_instances/*/_manifest.json")
-        )
-        assert listed == on_disk
+        assert listed == written_days(str(root), "flow_instances")
         assert_days_exact(slow, root, listed, "UTC")
     leftovers = [path for path in root.rglob("*") if path.name.startswith(".")]
     assert not leftovers, leftovers
