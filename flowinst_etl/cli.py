@@ -174,6 +174,8 @@ def _pipeline_settings(args: argparse.Namespace) -> PipelineSettings:
         "max_workers": ("FLOWINST_MAX_WORKERS", args.workers),
     }
     given = {name: value for name, (_, value) in flags.items() if value is not None}
+    if args.data_dir is not None and not args.data_dir.strip():
+        raise ConfigError("--data-dir is empty: give a path or s3://bucket/prefix")
     overridden = {flags[name][0] for name in given}
     settings = PipelineSettings.from_env(
         {name: value for name, value in os.environ.items() if name not in overridden}
@@ -250,6 +252,14 @@ def _demo(args: argparse.Namespace) -> int:
     settings = _pipeline_settings(args)
     today = datetime.now(zone(settings.timezone)).date()
     first, last = today - timedelta(days=args.days), today - timedelta(days=1)
+    if first < settings.start_date:
+        fitting = (today - settings.start_date).days
+        shorter = f"use --days {fitting} or " if fitting >= 1 else ""
+        raise ConfigError(
+            f"--days {args.days} starts at {first}, before FLOWINST_START_DATE "
+            f"{settings.start_date}, the first partition day: {shorter}"
+            "set FLOWINST_START_DATE earlier"
+        )
     check_data_root(settings.data_dir, _data_dir_name(args))
     check_dagster_home()
     config = EmulatorConfig(
@@ -295,7 +305,7 @@ Read the data (more recipes in README 'Reading from notebooks'):
 
 Open the Dagster UI against the emulator (README 'Daily operation with Dagster'):
   {_installed(PROG)} emulator --port 8090 --days 2026-11-01:0 &   # the built-in EnOS API
-  cp .env.example .env                  # points ENOS_* at it with the demo credentials
+  cp -n .env.example .env               # points ENOS_* at it (-n: keeps an existing .env)
   {_installed("dagster")} dev                      # then open http://127.0.0.1:3000
 """
 

@@ -95,7 +95,7 @@ class EnosSettings:
             if _optional(env, variable) is not None
         }
         missing = [variable for name, variable in variables.items() if name not in given]
-        problems = [_not_set(missing)] if missing else []
+        problems = _absent(missing, env)
         given.update(collect(problems, enos_tuning_from_env, env) or {})
         if problems:  # list what else is wrong too, so one run names every problem
             _raise_all([*problems, *_enos_problems(given)])
@@ -247,9 +247,16 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _not_set(names: list[str]) -> str:
-    verb = "is" if len(names) == 1 else "are"
-    return f"{', '.join(names)} {verb} not set: see README 'Configuration'"
+def _absent(names: list[str], env: Mapping[str, str]) -> list[str]:
+    """One problem for the required variables not set, one for those set to blanks."""
+    empty = [name for name in names if name in env]
+    unset = [name for name in names if name not in env]
+    problems = []
+    for group, state in ((unset, "not set"), (empty, "empty")):
+        if group:
+            verb = "is" if len(group) == 1 else "are"
+            problems.append(f"{', '.join(group)} {verb} {state}: see README 'Configuration'")
+    return problems
 
 
 def _parsed(
@@ -266,7 +273,15 @@ def _parsed(
 
 
 def _number(env: Mapping[str, str], name: str) -> float | None:
-    return _parsed(env, name, float, "a number")
+    return _parsed(env, name, _finite, "a finite number")
+
+
+def _finite(text: str) -> float:
+    """``float(text)``, refusing ``nan``, ``inf`` and numbers too large for a float (``1e309``)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def _integer(env: Mapping[str, str], name: str) -> int | None:

@@ -7,6 +7,7 @@ command line can refuse with exit 2 before anything is extracted or written.
 from __future__ import annotations
 
 import os
+import shlex
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def check_data_root(root: str, name: str) -> None:
     """
     try:
         fs, path = url_to_fs(root)
-    except (ImportError, ValueError, TypeError) as exc:
+    except ImportError as exc:
+        raise ConfigError(f"{name} {root!r} cannot be opened: {_install_hint(root, exc)}") from exc
+    except (ValueError, TypeError) as exc:
         raise ConfigError(f"{name} {root!r} cannot be opened: {exc}") from exc
     if isinstance(fs, LocalFileSystem):
         _check_local_root(Path(path), root, name)
@@ -65,6 +68,14 @@ def check_data_root(root: str, name: str) -> None:
         raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not answer: {exc}") from exc
     if not found:
         raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not exist or is not visible")
+
+
+def _install_hint(root: str, exc: ImportError) -> str:
+    """The install line of the project's extra for the root's protocol (README 'Configuration'),
+    else fsspec's own advice."""
+    if root.split("://", 1)[0] in ("s3", "s3a"):
+        return "S3 needs the s3 extra: .venv/bin/pip install -e '.[s3]'"
+    return str(exc)
 
 
 def _check_local_root(path: Path, root: str, name: str) -> None:
@@ -84,7 +95,11 @@ def check_dagster_home() -> None:
         ConfigError: it is set to something else.
     """
     home = optional_setting("DAGSTER_HOME")
-    if home is not None and not Path(home).is_dir():
-        raise ConfigError(
-            f"DAGSTER_HOME {home!r} is not a directory: create it (mkdir -p {home}) or unset it"
-        )
+    if home is None or Path(home).is_dir():
+        return
+    if Path(home).exists():
+        raise ConfigError(f"DAGSTER_HOME {home!r} is a file: point it at a directory or unset it")
+    raise ConfigError(
+        f"DAGSTER_HOME {home!r} is not a directory: create it (mkdir -p {shlex.quote(home)}) "
+        "or unset it"
+    )

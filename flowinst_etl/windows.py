@@ -19,7 +19,7 @@ from flowinst_etl.exceptions import ConfigError
 _GMT_OFFSET = re.compile(
     r"^(?:GMT|UTC)?\s*(?:(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?)?$"
 )
-_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SERVER_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\Z")
 
 
@@ -54,17 +54,18 @@ def zone(name: str) -> ZoneInfo:
 
 
 def parse_day(text: str) -> date:
-    """A ``YYYY-MM-DD`` date.
+    """A ``YYYY-MM-DD`` date, exactly that form in ASCII digits on every Python version
+    (``date.fromisoformat`` also takes ``20261101`` and ``2026-W45-1`` from Python 3.11 on).
 
     Raises:
-        ConfigError: not a valid date.
+        ConfigError: not of that form, or no such day (``2026-11-31``).
     """
+    if not isinstance(text, str) or not _ISO_DAY.fullmatch(text):
+        raise ConfigError(f"invalid date {text!r}: expected YYYY-MM-DD")
     try:
         return date.fromisoformat(text)
-    except (TypeError, ValueError) as exc:
-        if isinstance(text, str) and _ISO_DAY.fullmatch(text):
-            raise ConfigError(f"invalid date {text!r}: no such day ({exc})") from exc
-        raise ConfigError(f"invalid date {text!r}: expected YYYY-MM-DD") from exc
+    except ValueError as exc:
+        raise ConfigError(f"invalid date {text!r}: no such day ({exc})") from exc
 
 
 def _epoch_ms(moment: datetime) -> int:

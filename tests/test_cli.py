@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -108,6 +108,11 @@ BAD_INPUT = {
         "START: invalid date '2026-11-31': no such day",
     ),
     "not a date": (["backfill", "2026-11-02", "soon"], {}, "END: invalid date 'soon'"),
+    "full-width digits": (
+        ["backfill", "\uff12\uff10\uff12\uff16-\uff11\uff11-\uff10\uff12", "2026-11-03"],
+        {},
+        "expected YYYY-MM-DD",
+    ),
     "start after end": (["backfill", "2026-11-04", "2026-11-02"], {}, "is after END"),
     "day not over": (["backfill", "2026-11-02", "2999-01-01"], {}, "is not over yet"),
     "before FLOWINST_START_DATE": (
@@ -133,12 +138,12 @@ BAD_INPUT = {
     "rate limit inf": (
         ["backfill", "2026-11-02", "2026-11-03"],
         {"ENOS_MAX_REQUESTS_PER_SECOND": "inf"},
-        "ENOS_MAX_REQUESTS_PER_SECOND inf is outside 0.01..10000",
+        "ENOS_MAX_REQUESTS_PER_SECOND='inf' is not a finite number",
     ),
     "rate limit nan": (
         ["backfill", "2026-11-02", "2026-11-03"],
         {"ENOS_MAX_REQUESTS_PER_SECOND": "nan"},
-        "ENOS_MAX_REQUESTS_PER_SECOND nan is outside 0.01..10000",
+        "ENOS_MAX_REQUESTS_PER_SECOND='nan' is not a finite number",
     ),
     "wrong secret": (
         ["backfill", "2026-11-02", "2026-11-03"],
@@ -344,6 +349,12 @@ def test_demo_runs_the_main_job_and_its_hints_work(tmp_path: Path) -> None:
     commands = re.findall(r"^  (\S+) (?:emulator|dev)\b", done.stdout, re.MULTILINE)
     assert len(commands) == 2 and all(Path(tmp_path, c).is_file() for c in commands), commands
     assert f"--days {example_start_date()}:0" in done.stdout
+    copy = re.search(r"^  (cp .+?)\s+#", done.stdout, re.MULTILINE)
+    assert copy, done.stdout
+    (tmp_path / ".env.example").write_text("FROM=example\n")
+    (tmp_path / ".env").write_text("MINE=kept\n")
+    subprocess.run(copy.group(1), shell=True, cwd=tmp_path, timeout=30, check=False)
+    assert (tmp_path / ".env").read_text() == "MINE=kept\n", "the hint overwrote .env"
     # the materialisations are in DAGSTER_HOME, where `dagster dev` shows them
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialized = instance.get_materialized_partitions(dg.AssetKey("flow_instances"))
@@ -367,3 +378,84 @@ def test_readme_and_env_example_use_days_from_the_first_partition_day() -> None:
     days = set(re.findall(r"\b20\d\d-\d\d-\d\d\b", examples))
     assert min(days) == start, sorted(days)
     assert f"--days {start}:0" in env_example and f"--days {start}:0" in readme
+
+
+RETRY_LINE = re.compile(
+    r"flowinst-etl: warning: (POST|GET) /\S+ (failed: .+|answered HTTP \d+); "
+    r"attempt (\d+) of (\d+) in \d+\.\d\d s"
+)
+
+
+def test_each_retry_of_the_preflight_is_one_line(tmp_path: Path) -> None:
+    port = closed_port()
+    env = cli_environment(f"http://127.0.0.1:{port}", DEMO_CREDENTIALS, ENOS_MAX_RETRIES="2")
+    done = run_cli(*backfill_args(FIRST, LAST, tmp_path / "out"), env=env, cwd=tmp_path)
+    assert_refused(done, "connection refused (after 2 retries)")
+    *retries, _ = stderr_lines(done)
+    found = [RETRY_LINE.fullmatch(line) for line in retries]
+    assert all(found) and len(found) == 2, describe(done)
+    assert [(m.group(3), m.group(4)) for m in found if m] == [("2", "3"), ("3", "3")]
+    assert all("connection refused" in line for line in retries), describe(done)
+
+
+def test_a_retried_request_during_a_backfill_prints_a_retry_line(tmp_path: Path) -> None:
+    config = EmulatorConfig(
+        seed=6, start_day=FIRST, end_day=LAST, per_day=200, error_rate=0.3, drop_rate=0.1
+    )
+    with Emulator(config) as faulty:
+        done = run_cli(
+            *backfill_args(FIRST, FIRST, tmp_path / "out"),
+            env=emulator_environment(faulty, ENOS_PAGE_SIZE="10", ENOS_MAX_RETRIES="15"),
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, describe(done)
+        assert_days_exact(faulty, tmp_path / "out", [FIRST], "UTC")
+    lines = stderr_lines(done)
+    assert lines and all(RETRY_LINE.fullmatch(line) for line in lines), describe(done)
+
+
+def test_an_empty_data_dir_flag_is_named(emulator: Emulator, tmp_path: Path) -> None:
+    done = run_cli(
+        *backfill_args(FIRST, LAST, ""), env=emulator_environment(emulator), cwd=tmp_path
+    )
+    assert_refused(done, "--data-dir is empty")
+
+
+def test_the_demo_refuses_days_before_the_first_partition_day(tmp_path: Path) -> None:
+    today = datetime.now(timezone.utc).date()
+    start = today - timedelta(days=2)
+    env = {**emulator_environment_without_enos(), "FLOWINST_START_DATE": str(start)}
+    done = run_cli("demo", "--days", "5", env=env, cwd=tmp_path)
+    assert_refused(
+        done,
+        f"--days 5 starts at {today - timedelta(days=5)}, before FLOWINST_START_DATE {start}, "
+        "the first partition day: use --days 2 or set FLOWINST_START_DATE earlier",
+    )
+    assert done.stdout == "" and not (tmp_path / "data").exists()
+
+
+def test_dagster_home_that_is_a_file_is_called_a_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    env = {**emulator_environment_without_enos(), "DAGSTER_HOME": str(home)}
+    done = run_cli("demo", "--days", "1", env=env, cwd=tmp_path)
+    assert_refused(done, f"DAGSTER_HOME '{home}' is a file: point it at a directory or unset it")
+    assert "mkdir" not in done.stderr
+
+
+def test_an_s3_root_without_s3fs_names_the_install_line(emulator: Emulator, tmp_path: Path) -> None:
+    absent = tmp_path / "without_s3fs" / "s3fs"
+    absent.mkdir(parents=True)
+    (absent / "__init__.py").write_text("raise ImportError(\"No module named 's3fs'\")\n")
+    before = emulator.stats()["requests"]
+    done = subprocess.run(
+        cli_command(*backfill_args(FIRST, LAST, "s3://bucket/flowinst")),
+        env={**emulator_environment(emulator), "PYTHONPATH": f"{absent.parent}:{REPOSITORY}"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert_refused(done, "S3 needs the s3 extra: .venv/bin/pip install -e '.[s3]'")
+    assert emulator.stats()["requests"] == before, "the gateway was called"

@@ -32,7 +32,8 @@ def test_secret_never_in_repr() -> None:
     ("change", "message"),
     [
         ({"ENOS_API_URL": None}, "ENOS_API_URL is not set"),
-        ({"ENOS_SECRET_KEY": "  "}, "^ENOS_SECRET_KEY is not set"),
+        ({"ENOS_SECRET_KEY": "  "}, "^ENOS_SECRET_KEY is empty"),
+        ({"ENOS_ORG_ID": ""}, "^ENOS_ORG_ID is empty: see README"),
         ({"ENOS_API_URL": "apigw.example.com"}, "not an http"),
         ({"ENOS_PAGE_SIZE": "many"}, "ENOS_PAGE_SIZE='many' is not a whole number"),
         ({"ENOS_PAGE_SIZE": "0"}, "ENOS_PAGE_SIZE 0 is outside"),
@@ -89,6 +90,8 @@ def load(env: dict[str, str]) -> None:
 def test_every_numeric_setting_is_finite_and_in_range(name: str, value: str) -> None:
     if name in INTEGERS and value in ("inf", "-inf", "nan", "1e9"):
         expected = f"{name}='{value}' is not a whole number"
+    elif value in ("inf", "-inf", "nan"):
+        expected = f"{name}='{value}' is not a finite number"
     else:
         shown = {"1e9": "1e+09"}.get(value, value)
         expected = f"{name} {shown} is outside {NUMERIC[name]}"
@@ -128,3 +131,19 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "FLOWINST_START_DATE: invalid date '2026-11-31': no such day" in message
     assert "unknown timezone 'Mars/Base'" in message
     assert "FLOWINST_MAX_WORKERS 0 is outside 1..64" in message
+
+
+def test_a_number_too_large_for_a_float_is_quoted_as_typed() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load({"ENOS_MAX_REQUESTS_PER_SECOND": "1e309"})
+    assert str(raised.value) == "ENOS_MAX_REQUESTS_PER_SECOND='1e309' is not a finite number"
+
+
+def test_unset_and_empty_variables_are_told_apart() -> None:
+    env = {k: v for k, v in ENV.items() if k != "ENOS_API_URL"}
+    with pytest.raises(ConfigError) as raised:
+        EnosSettings.from_env({**env, "ENOS_ORG_ID": " ", "ENOS_USER_ID": ""})
+    assert str(raised.value) == (
+        "ENOS_API_URL is not set: see README 'Configuration'; "
+        "ENOS_ORG_ID, ENOS_USER_ID are empty: see README 'Configuration'"
+    )

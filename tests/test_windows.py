@@ -87,10 +87,38 @@ def test_server_times_become_utc_instants() -> None:
     assert server_time_to_epoch_ms("1970-01-01 08:00:01", gmt8) == 1000
 
 
-@pytest.mark.parametrize("text", ["2026-13-01", "yesterday", "2026-02-30"])
-def test_bad_dates_name_the_problem(text: str) -> None:
-    with pytest.raises(ConfigError, match="invalid date"):
+@pytest.mark.parametrize("text", ["2026-13-01", "2026-02-30", "2026-11-31", "2026-00-10"])
+def test_impossible_days_say_there_is_no_such_day(text: str) -> None:
+    with pytest.raises(ConfigError, match=f"^invalid date '{text}': no such day"):
         parse_day(text)
+
+
+# Python 3.11's date.fromisoformat takes the basic and week forms; full-width digits are \d.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yesterday",
+        "20261101",
+        "2026-W45-1",
+        "2026W451",
+        "2026-305",
+        "\uff12\uff10\uff12\uff16-\uff11\uff11-\uff10\uff11",
+        "2026-11-01T00:00",
+        "2026-11-01 ",
+        " 2026-11-01",
+        "2026-1-01",
+        "",
+    ],
+)
+def test_only_the_yyyy_mm_dd_form_is_a_date(text: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_day(text)
+    assert str(raised.value) == f"invalid date {text!r}: expected YYYY-MM-DD"
+
+
+def test_a_yyyy_mm_dd_day_is_that_day() -> None:
+    assert parse_day("2026-11-01") == date(2026, 11, 1)
+    assert parse_day("2028-02-29") == date(2028, 2, 29)
 
 
 def test_unknown_timezone_names_the_problem() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import signal
 import sys
@@ -41,7 +42,13 @@ _SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--latency-ms", "latency_ms", int, None, "delay added to every request"),
     ("--error-rate", "error_rate", float, None, "fraction of requests answered 502/503/504"),
     ("--drop-rate", "drop_rate", float, None, "fraction of connections closed unanswered"),
-    ("--rate-limit", "rate_limit_per_s", float, None, "requests per second before HTTP 429"),
+    (
+        "--rate-limit",
+        "rate_limit_per_s",
+        float,
+        None,
+        "requests per second before HTTP 429, unset: no limit",
+    ),
     ("--retry-after", "retry_after_s", int, None, "Retry-After seconds of a 429"),
     ("--token-lifetime", "token_lifetime_s", int, None, "seconds an access token lives"),
     ("--insert-every", "insert_every", int, None, "every N-th search inserts runs (0 = off)"),
@@ -100,27 +107,52 @@ _GATEWAY_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...
 
 
 _ALL_SWITCHES = _SWITCHES + _DEVIATIONS + _GATEWAY_SWITCHES
+#: The flag of each EmulatorConfig field, so an invalid value is reported as the user typed it.
+_FLAGS = {
+    "host": "--host",
+    "port": "--port",
+    "seed": "--seed",
+    "per_day": "--per-day",
+    "server_timezone": "--server-timezone",
+    "clock_skew_ms": "--clock-skew-ms",
+    **{name: flag for flag, name, _, _, _ in _ALL_SWITCHES},
+}
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused, naming the flag)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's flags to ``parser`` and make ``run`` its handler."""
     defaults = EmulatorConfig()
     parser.description = "Serve the EnOS API emulator until SIGINT or SIGTERM."
-    parser.add_argument(
-        "--host", default=defaults.host, help="address to bind (default %(default)s)"
-    )
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.add_argument("--host", default=defaults.host, help="address to bind")
     parser.add_argument("--port", type=int, default=defaults.port, help="port; 0 picks a free one")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="dataset seed")
     parser.add_argument(
         "--days",
+        default="-7:0",
         help="served days A:B, ISO dates (2026-11-01:2026-11-07) or offsets from today "
-        "(write --days=-7:0); default -7:0",
+        "(write --days=-7:0)",
     )
     parser.add_argument("--per-day", type=int, default=defaults.per_day, help="instances per day")
-    parser.add_argument("--access-key", default=DEMO_CREDENTIALS.access_key)
-    parser.add_argument("--secret-key", default=DEMO_CREDENTIALS.secret_key)
-    parser.add_argument("--org-id", default=DEMO_CREDENTIALS.org_id)
-    parser.add_argument("--user-id", default=DEMO_CREDENTIALS.user_id)
+    parser.add_argument(
+        "--access-key", default=DEMO_CREDENTIALS.access_key, help="the accepted access key"
+    )
+    parser.add_argument(
+        "--secret-key", default=DEMO_CREDENTIALS.secret_key, help="the accepted secret key"
+    )
+    parser.add_argument("--org-id", default=DEMO_CREDENTIALS.org_id, help="the organisation id")
+    parser.add_argument("--user-id", default=DEMO_CREDENTIALS.user_id, help="the user id")
     parser.add_argument("--server-timezone", default=defaults.server_timezone, help="e.g. GMT+8")
     parser.add_argument("--clock-skew-ms", type=int, default=0, help="added to getCurrentTime")
     parser.add_argument(
@@ -131,7 +163,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             flag,
             dest=name,
-            type=kind,
+            type=_finite if kind is float else kind,
             choices=choices,
             metavar=metavar,
             default=getattr(defaults, name),
@@ -169,6 +201,12 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     )
 
 
+def _flag_named(message: str) -> str:
+    """A config error with its leading field name replaced by the flag that sets it."""
+    field, _, rest = message.partition(" ")
+    return f"{_FLAGS[field]} {rest}" if field in _FLAGS and rest else message
+
+
 def parse_days(text: str, tz: timezone) -> tuple[date, date]:
     """``A:B`` as two days; each side an ISO date or a day offset from today in ``tz``.
 
@@ -187,11 +225,12 @@ def parse_days(text: str, tz: timezone) -> tuple[date, date]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; 0 after a clean stop, 2 for bad settings, 1 if binding fails."""
+    """Serve until SIGINT/SIGTERM; 0 after a clean stop, 2 for bad settings or an address that
+    cannot be bound (a busy port)."""
     try:
         config = config_from_args(args)
     except ConfigError as exc:
-        print(f"flowinst-etl emulator: error: {exc}", file=sys.stderr)
+        print(f"flowinst-etl emulator: error: {_flag_named(str(exc))}", file=sys.stderr)
         return 2
     stopping = threading.Event()
 
@@ -204,10 +243,12 @@ def run(args: argparse.Namespace) -> int:
             emulator = Emulator(config).start()
         except OSError as exc:
             address = f"{config.host}:{config.port}"
+            reason = exc.strerror or str(exc)
             print(
-                f"flowinst-etl emulator: error: cannot listen on {address}: {exc}", file=sys.stderr
+                f"flowinst-etl emulator: error: cannot listen on {address}: {reason}",
+                file=sys.stderr,
             )
-            return 1
+            return 2
         first, last = config.days()
         details = (
             f"seed {config.seed}, days {first}..{last}, {config.per_day}/day, "

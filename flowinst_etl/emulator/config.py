@@ -212,8 +212,15 @@ class EmulatorConfig:
             _fraction(self, name)
         if self.rate_limit_per_s is not None:
             rate = self.rate_limit_per_s
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
-                raise ConfigError(f"rate_limit_per_s must be a number > 0 or None, not {rate!r}")
+            if (
+                isinstance(rate, bool)
+                or not isinstance(rate, (int, float))
+                or not math.isfinite(rate)
+                or not rate > 0
+            ):
+                raise ConfigError(
+                    f"rate_limit_per_s must be a finite number > 0 (None: no limit), not {rate!r}"
+                )
         _integer(self, "retry_after_s", 0)
         _integer(self, "token_lifetime_s", 1, 10**7)
         _integer(self, "token_lifetime_calls", 0, 10**9)

@@ -305,8 +305,14 @@ def raise_if_retries_exhausted(response: requests.Response, retries: int) -> Non
     """A retryable status that survived every retry becomes a TransportError."""
     if response.status_code in RETRY_STATUSES:
         raise TransportError(
-            f"the gateway kept answering HTTP {response.status_code} after {retries} retries"
+            f"the gateway kept answering HTTP {response.status_code} {_after_retries(retries)}"
         )
+
+
+def _after_retries(count: int | bool | None) -> str:
+    """``"after 1 retry"``, ``"after 6 retries"``: how long a request was tried, in words."""
+    number = int(count or 0)
+    return f"after {number} {'retry' if number == 1 else 'retries'}"
 
 
 def _unsigned(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -330,14 +336,15 @@ def _urllib3_error(exc: requests.exceptions.RequestException) -> Exception:
 
 def _kind(error: Exception) -> str:
     """A failure in words, without the URL or anything from the request."""
-    if isinstance(error, ProtocolError) and len(error.args) > 1:
+    reason = _reason(error)
+    if reason == type(error).__name__ and isinstance(error, ProtocolError) and len(error.args) > 1:
         return f"{type(error.args[1]).__name__} (connection closed or answer unreadable)"
-    return type(error).__name__
+    return reason
 
 
 def _gave_up(url: str, exc: requests.exceptions.RequestException, policy: Retry) -> str:
     host = urlsplit(url).netloc
-    retries = f"after {policy.total} retries"
+    retries = _after_retries(policy.total)
     if isinstance(exc, requests.exceptions.Timeout):
         return f"{host} did not answer in time {retries}"
     if isinstance(exc, requests.exceptions.ConnectionError):

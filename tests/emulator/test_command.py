@@ -61,20 +61,49 @@ def test_the_subcommand_serves_until_a_signal(stop_signal):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--per-day", "-1"], "per_day"),
+        (["--per-day", "-5"], "--per-day must be between 0 and 100000, not -5"),
         (["--days", "2026-13-01:2026-03-02"], "invalid date"),
         (["--days", "yesterday"], "--days"),
         (["--server-timezone", "Moon"], "server timezone"),
-        (["--error-rate", "2"], "error_rate"),
+        (["--error-rate", "2"], "--error-rate must be a fraction between 0 and 1, not 2.0"),
+        (["--error-rate", "nan"], "argument --error-rate: 'nan' is not a finite number"),
+        (["--drop-rate=-inf"], "argument --drop-rate: '-inf' is not a finite number"),
+        (["--rate-limit", "nan"], "argument --rate-limit: 'nan' is not a finite number"),
+        (["--rate-limit", "inf"], "argument --rate-limit: 'inf' is not a finite number"),
+        (["--rate-limit", "0"], "--rate-limit must be a finite number > 0"),
+        (["--retry-after", "-1"], "--retry-after must be at least 0, not -1"),
+        (["--token-lifetime", "0"], "--token-lifetime must be between 1 and 10000000, not 0"),
+        (["--port", "99999"], "--port must be between 0 and 65535, not 99999"),
         (["--page-base", "two"], "--page-base"),
         (["--port", "http"], "--port"),
     ],
 )
-def test_bad_flags_exit_2_with_a_clear_error(flags, message):
+def test_bad_flags_exit_2_with_one_line_naming_the_flag(flags, message):
     result = subprocess.run([*BASE_ARGS, *flags], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert message in result.stderr.strip().splitlines()[-1]
+    [line] = result.stderr.strip().splitlines()
+    assert message in line, line
+
+
+def test_an_infinite_rate_limit_is_refused_in_the_config_too():
+    with pytest.raises(ConfigError, match="rate_limit_per_s must be a finite number > 0"):
+        EmulatorConfig(rate_limit_per_s=float("inf"))
+
+
+def test_help_shows_every_default():
+    result = subprocess.run([*BASE_ARGS, "--help"], capture_output=True, text=True, timeout=30)
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0
+    for shown in (
+        "--per-day PER_DAY instances per day (default: 200)",
+        "(write --days=-7:0) (default: -7:0)",
+        "--port PORT port; 0 picks a free one (default: 0)",
+        "Retry-After seconds of a 429 (default: 1)",
+        "seconds an access token lives (default: 7200)",
+        "the accepted access key (default: demo-access-key)",
+    ):
+        assert shown in text, shown
 
 
 def test_days_accept_iso_dates_and_offsets_from_the_server_today():
@@ -87,14 +116,16 @@ def test_days_accept_iso_dates_and_offsets_from_the_server_today():
         parse_days("-7", tz)
 
 
-def test_a_busy_port_exits_1(emulator):
+def test_a_busy_port_exits_2_with_one_line(emulator):
     busy: Emulator = emulator()
     port = busy.base_url.rsplit(":", 1)[1]
     result = subprocess.run(
         [*BASE_ARGS, "--port", port], capture_output=True, text=True, timeout=30
     )
-    assert result.returncode == 1
-    assert "cannot listen" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"flowinst-etl emulator: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
 
 
 def test_gateway_switches_reach_the_config():

@@ -2,13 +2,15 @@
 
 Every case runs against a data directory holding a day committed by an earlier backfill, with that
 day inside the requested range, so a run that wrote anything would change its files. Exit 2 (bad
-input or an unusable gateway, decided before anything is written) comes with exactly one stderr
-line; a gateway that fails after the pre-flight fails the days it breaks (exit 1) and leaves the
-committed version of each of those days as it was.
+input or an unusable gateway, decided before anything is written) comes with exactly one error
+line on stderr, preceded only by one warning line per retried request; a gateway that fails after
+the pre-flight fails the days it breaks (exit 1) and leaves the committed version of each of those
+days as it was.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
@@ -44,6 +46,8 @@ from tests.guarantees.harness import (
 DAY = date(2026, 11, 20)
 NEXT = DAY + timedelta(days=1)
 TIMEZONE = "UTC"
+#: A retried request as the command line shows it: what failed, attempt n of m, the next wait.
+RETRY_LINE = re.compile(r"flowinst-etl: warning: .+; attempt \d+ of \d+ in \d+\.\d+ s")
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +103,15 @@ def backfill(first: str, last: str, *options: str) -> tuple[str, ...]:
 EXIT_2 = {
     # settings
     "ENOS_API_URL missing": Case("ENOS_API_URL is not set", {"ENOS_API_URL": None}),
-    "ENOS_API_URL empty": Case("ENOS_API_URL is not set", {"ENOS_API_URL": ""}),
+    "ENOS_API_URL empty": Case("ENOS_API_URL is empty", {"ENOS_API_URL": ""}),
     "ENOS_API_URL not a URL": Case(
         "ENOS_API_URL 'apigw.example.com' is not an http(s) URL",
         {"ENOS_API_URL": "apigw.example.com"},
     ),
     "ENOS_ACCESS_KEY missing": Case("ENOS_ACCESS_KEY is not set", {"ENOS_ACCESS_KEY": None}),
-    "ENOS_SECRET_KEY blank": Case("ENOS_SECRET_KEY is not set", {"ENOS_SECRET_KEY": "   "}),
+    "ENOS_SECRET_KEY blank": Case("ENOS_SECRET_KEY is empty", {"ENOS_SECRET_KEY": "   "}),
     "ENOS_ORG_ID missing": Case("ENOS_ORG_ID is not set", {"ENOS_ORG_ID": None}),
-    "ENOS_USER_ID empty": Case("ENOS_USER_ID is not set", {"ENOS_USER_ID": ""}),
+    "ENOS_USER_ID empty": Case("ENOS_USER_ID is empty", {"ENOS_USER_ID": ""}),
     "ENOS_PAGE_SIZE=0": Case("ENOS_PAGE_SIZE 0 is outside 1..1000", {"ENOS_PAGE_SIZE": "0"}),
     "ENOS_PAGE_SIZE=1001": Case(
         "ENOS_PAGE_SIZE 1001 is outside 1..1000", {"ENOS_PAGE_SIZE": "1001"}
@@ -126,12 +130,16 @@ EXIT_2 = {
         {"ENOS_MAX_REQUESTS_PER_SECOND": "0"},
     ),
     "ENOS_MAX_REQUESTS_PER_SECOND=inf": Case(
-        "ENOS_MAX_REQUESTS_PER_SECOND inf is outside 0.01..10000",
+        "ENOS_MAX_REQUESTS_PER_SECOND='inf' is not a finite number",
         {"ENOS_MAX_REQUESTS_PER_SECOND": "inf"},
     ),
     "ENOS_MAX_REQUESTS_PER_SECOND=nan": Case(
-        "ENOS_MAX_REQUESTS_PER_SECOND nan is outside 0.01..10000",
+        "ENOS_MAX_REQUESTS_PER_SECOND='nan' is not a finite number",
         {"ENOS_MAX_REQUESTS_PER_SECOND": "nan"},
+    ),
+    "ENOS_MAX_REQUESTS_PER_SECOND=1e309": Case(
+        "ENOS_MAX_REQUESTS_PER_SECOND='1e309' is not a finite number",
+        {"ENOS_MAX_REQUESTS_PER_SECOND": "1e309"},
     ),
     "ENOS_SERVER_TIMEZONE unreadable": Case(
         "unreadable server timezone 'Mars'", {"ENOS_SERVER_TIMEZONE": "Mars"}
@@ -156,6 +164,12 @@ EXIT_2 = {
     ),
     "invalid date": Case("invalid date '2026-11-31'", argv=backfill("2026-11-31", str(NEXT))),
     "not a date": Case("invalid date 'yesterday'", argv=backfill(str(DAY), "yesterday")),
+    "basic date form": Case(
+        "START: invalid date '20261120': expected YYYY-MM-DD", argv=backfill("20261120", str(NEXT))
+    ),
+    "week date form": Case(
+        "END: invalid date '2026-W47-6': expected YYYY-MM-DD", argv=backfill(str(DAY), "2026-W47-6")
+    ),
     "day not over yet": Case("is not over yet", argv=backfill(str(DAY), "2999-01-01")),
     "unknown timezone": Case(
         "unknown timezone 'Europe/Atlantis'",
@@ -233,9 +247,10 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     finally:
         emulator.reconfigure(forced_error=None, body_fault=None, envelope="v2.1")
     assert done.returncode == 2, describe(done)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, describe(done)
-    assert lines[0].startswith("flowinst-etl: error: ") and message in lines[0], lines[0]
+    *retries, error = [line for line in done.stderr.splitlines() if line.strip()]
+    assert error.startswith("flowinst-etl: error: ") and message in error, describe(done)
+    assert all(RETRY_LINE.match(line) for line in retries), describe(done)
+    assert "Traceback" not in done.stderr, describe(done)
     assert done.stdout == "", describe(done)
     assert snapshot(data_dir) == before, "a committed day was touched"
 
