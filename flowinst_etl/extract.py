@@ -157,9 +157,9 @@ class Extractor:
 
         Work is split into (window, scheduling type) walks run by ``max_workers`` threads. A
         finished walk starts the next one itself, so requests keep running while the caller
-        works on a yielded window; at most ``READ_AHEAD`` finished windows wait for the caller
-        (no new walk starts while they do), so memory is bounded by the windows in flight, not
-        by the range.
+        works on a yielded window. A new window starts only while fewer than
+        ``ceil(max_workers / types) + READ_AHEAD`` windows are started and not yet taken by the
+        caller, so memory is bounded by the windows in flight, not by the range.
         """
         server_tz = self.client.server_timezone()
         units = ((w, t) for w in windows for t in SCHEDULING_TYPES)
@@ -222,15 +222,17 @@ class Extractor:
         return True
 
 
-READ_AHEAD = 2
-"""Finished windows that may wait for the caller before no further walk starts."""
+READ_AHEAD = 1
+"""Windows that may be open beyond those the workers can walk at once, so that one finished
+window can wait for the caller while the workers go on."""
 
 _Unit = tuple[Window, int]
 _Part = tuple[int, dict[str, Row], Figures]
 
 
 class _Feed:
-    """Keeps ``slots`` walks running, each started by the walk that finished before it.
+    """Keeps ``slots`` walks running, each started by the walk that finished before it, with
+    at most ``ceil(slots / types) + READ_AHEAD`` windows started and not yet taken.
 
     Every field is guarded by ``condition``; walks run outside it.
     """
@@ -248,6 +250,9 @@ class _Feed:
         self.walk = walk
         self.condition = threading.Condition()
         self.running = 0
+        self.open_windows = 0
+        self.window_limit = -(-slots // len(SCHEDULING_TYPES)) + READ_AHEAD
+        self.waiting: _Unit | None = None
         self.closed = False
         self.parts: dict[Window, list[_Part]] = {}
         self.failed: dict[Window, Exception] = {}
@@ -266,6 +271,7 @@ class _Feed:
             if not self.ready:
                 return None
             outcome = self.ready.popleft()
+            self.open_windows -= 1
             self._fill()
             return outcome
 
@@ -275,10 +281,16 @@ class _Feed:
             self.closed = True
 
     def _fill(self) -> None:
-        while not self.closed and self.running < self.slots and len(self.ready) < READ_AHEAD:
-            unit = next(self.units, None)
+        while not self.closed and self.running < self.slots:
+            unit = self.waiting or next(self.units, None)
             if unit is None:
                 return
+            starts_window = unit[1] == SCHEDULING_TYPES[0]
+            if starts_window and self.open_windows >= self.window_limit:
+                self.waiting = unit
+                return
+            self.waiting = None
+            self.open_windows += starts_window
             self.running += 1
             self.pool.submit(self._run, unit)
 
