@@ -18,7 +18,7 @@ shared or busy machine shifts all of them alike. The emulator serves at most 100
 server day (``EmulatorConfig.per_day``), and generating that many takes it minutes before it
 listens; a partition day (UTC) holds about ``--per-day`` instances.
 
-    .venv/bin/python bench/bench_backfill.py [--days 30] [--per-day 3000] [--big-day 100000]
+    .venv/bin/python bench/bench_backfill.py [--days 30] [--per-day 3000] [--big-day 200000]
         [--rounds 2] [--latency-ms 20] [--skip-big]
 """
 
@@ -372,7 +372,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=30, help="days of the range (30)")
     parser.add_argument("--per-day", type=int, default=3000, help="instances per day (3000)")
-    parser.add_argument("--big-day", type=int, default=100_000, help="instances of the big day")
+    parser.add_argument("--big-day", type=int, default=200_000, help="instances of the big day")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each client (2)")
     parser.add_argument("--latency-ms", type=int, default=20, help="gateway latency (20)")
     parser.add_argument("--skip-big", action="store_true", help="leave out the big day")

@@ -149,7 +149,7 @@ class PipelineSettings:
     data_dir: str = "data"
     timezone: str = "UTC"
     start_date: date = date(2026, 1, 1)
-    max_workers: int = 4
+    max_workers: int = 8
     lookback_days: int = 3
     days_per_run: int | None = None
 

@@ -65,9 +65,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import tzinfo
 
@@ -128,7 +130,7 @@ class Extractor:
         max_workers: concurrent (window, scheduling type) walks.
     """
 
-    def __init__(self, client: EnosClient, max_workers: int = 4) -> None:
+    def __init__(self, client: EnosClient, max_workers: int = 8) -> None:
         self.client = client
         self.max_workers = max_workers
         self.page_size = client.settings.page_size
@@ -153,42 +155,22 @@ class Extractor:
         """Extract windows concurrently; yield each as soon as it is done, a failure as its error
         (any exception of one window's work fails that window only).
 
-        Work is split into (window, scheduling type) walks run by ``max_workers`` threads, fed
-        lazily, so memory is bounded by the windows in flight, not by the range.
+        Work is split into (window, scheduling type) walks run by ``max_workers`` threads. A
+        finished walk starts the next one itself, so requests keep running while the caller
+        works on a yielded window. A new window starts only while fewer than
+        ``ceil(max_workers / types) + READ_AHEAD`` windows are started and not yet taken by the
+        caller, so memory is bounded by the windows in flight, not by the range.
         """
         server_tz = self.client.server_timezone()
         units = ((w, t) for w in windows for t in SCHEDULING_TYPES)
-        parts: dict[Window, list[tuple[int, dict[str, Row], Figures]]] = {}
-        failed: dict[Window, Exception] = {}
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="flowinst-extract") as pool:
-            running: dict[Future[tuple[dict[str, Row], Figures]], tuple[Window, int]] = {}
-
-            def submit_next() -> None:
-                unit = next(units, None)
-                if unit is not None:
-                    running[pool.submit(self._extract_unit, *unit, server_tz)] = unit
-
-            for _ in range(self.max_workers):
-                submit_next()
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    window, scheduling_type = running.pop(future)
-                    submit_next()
-                    error = future.exception()
-                    if error is not None and not isinstance(error, Exception):
-                        raise error
-                    if error is not None:
-                        failed.setdefault(window, error)
-                        parts.setdefault(window, []).append((scheduling_type, {}, Figures()))
-                    else:
-                        parts.setdefault(window, []).append((scheduling_type, *future.result()))
-                    if len(parts[window]) == len(SCHEDULING_TYPES):
-                        window_parts = parts.pop(window)
-                        if window in failed:
-                            yield window, failed.pop(window)
-                        else:
-                            yield window, _assemble_or_error(window, window_parts)
+            feed = _Feed(
+                pool, self.max_workers, units, lambda w, t: self._extract_unit(w, t, server_tz)
+            )
+            try:
+                yield from iter(feed.take, None)  # no local keeps a window the caller let go
+            finally:
+                feed.close()
 
     def _extract_unit(
         self, window: Window, scheduling_type: int, server_tz: tzinfo
@@ -240,12 +222,118 @@ class Extractor:
         return True
 
 
+READ_AHEAD = 1
+"""Windows that may be open beyond those the workers can walk at once, so that one finished
+window can wait for the caller while the workers go on."""
+
+_Unit = tuple[Window, int]
+_Part = tuple[int, dict[str, Row], Figures]
+
+
+class _Feed:
+    """Keeps ``slots`` walks running, each started by the walk that finished before it, with
+    at most ``ceil(slots / types) + READ_AHEAD`` windows started and not yet taken.
+
+    Every field is guarded by ``condition``; walks run outside it.
+    """
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        slots: int,
+        units: Iterator[_Unit],
+        walk: Callable[[Window, int], tuple[dict[str, Row], Figures]],
+    ) -> None:
+        self.pool = pool
+        self.slots = slots
+        self.units = units
+        self.walk = walk
+        self.condition = threading.Condition()
+        self.running = 0
+        self.open_windows = 0
+        self.window_limit = -(-slots // len(SCHEDULING_TYPES)) + READ_AHEAD
+        self.waiting: _Unit | None = None
+        self.closed = False
+        self.parts: dict[Window, list[_Part]] = {}
+        self.failed: dict[Window, Exception] = {}
+        self.ready: deque[tuple[Window, Extraction | Exception]] = deque()
+        self.fatal: BaseException | None = None
+        with self.condition:
+            self._fill()
+
+    def take(self) -> tuple[Window, Extraction | Exception] | None:
+        """The next finished window, waiting for one; ``None`` once every window was taken."""
+        with self.condition:
+            while not self.ready and self.running and self.fatal is None:
+                self.condition.wait()
+            if self.fatal is not None:
+                raise self.fatal
+            if not self.ready:
+                return None
+            outcome = self.ready.popleft()
+            self.open_windows -= 1
+            self._fill()
+            return outcome
+
+    def close(self) -> None:
+        """Start no further walk (the pool's shutdown waits for the running ones)."""
+        with self.condition:
+            self.closed = True
+
+    def _fill(self) -> None:
+        while not self.closed and self.running < self.slots:
+            unit = self.waiting or next(self.units, None)
+            if unit is None:
+                return
+            starts_window = unit[1] == SCHEDULING_TYPES[0]
+            if starts_window and self.open_windows >= self.window_limit:
+                self.waiting = unit
+                return
+            self.waiting = None
+            self.open_windows += starts_window
+            self.running += 1
+            self.pool.submit(self._run, unit)
+
+    def _run(self, unit: _Unit) -> None:
+        window, scheduling_type = unit
+        try:
+            part: _Part = (scheduling_type, *self.walk(window, scheduling_type))
+            error: Exception | None = None
+        except Exception as problem:  # noqa: BLE001 - any failure stays in its window
+            part, error = (scheduling_type, {}, Figures()), problem
+        except BaseException as fatal:
+            with self.condition:
+                self.fatal = fatal
+                self.running -= 1
+                self.condition.notify_all()
+            raise
+        failure: Exception | None = None
+        with self.condition:
+            if error is not None:
+                self.failed.setdefault(window, error)
+            parts = self.parts.setdefault(window, [])
+            parts.append(part)
+            complete = len(parts) == len(SCHEDULING_TYPES)
+            if complete:
+                del self.parts[window]
+                failure = self.failed.pop(window, None)
+        outcome: Extraction | Exception | None = None
+        if complete:  # assembled outside the lock: the other walks go on meanwhile
+            outcome = failure if failure is not None else _assemble_or_error(window, parts)
+        with self.condition:
+            self.running -= 1
+            if outcome is not None:
+                self.ready.append((window, outcome))
+            self._fill()
+            self.condition.notify_all()
+
+
 def _assemble_or_error(
     window: Window, parts: list[tuple[int, dict[str, Row], Figures]]
 ) -> Extraction | Exception:
     try:
         return _assemble(window, parts)
-    except IncompleteExtractionError as error:
+    except Exception as error:  # noqa: BLE001 - any failure stays in its window
         return error
 
 

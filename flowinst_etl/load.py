@@ -16,7 +16,7 @@ from flowinst_etl.exceptions import FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
 from flowinst_etl.interrupts import deferred_interrupts
 from flowinst_etl.store import repair, write_day
-from flowinst_etl.tables.flatten import flatten_instances
+from flowinst_etl.tables.flatten import FlowTables, flatten_instances
 from flowinst_etl.windows import day_window
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,14 @@ def load_days(
         with deferred_interrupts():
             day = windows[window]
             if isinstance(outcome, Extraction):
-                result = _commit(day, outcome, server_tz, facts, root, storage_options)
+                staged = _flatten(day, outcome, server_tz, facts)
             else:
-                result = DayResult(day, error=_reason(outcome))
+                staged = DayResult(day, error=_reason(outcome))
+            del outcome  # the records: the tables stand in for them while the day is written
+            if isinstance(staged, DayResult):
+                result = staged
+            else:
+                result = _write(staged, root, storage_options)
             if not result.ok:
                 log.error("day %s failed: %s", day, result.error)
             yield result
@@ -94,28 +99,40 @@ def _noted_clock_skew(extractor: Extractor) -> int:
     return skew
 
 
-def _commit(
-    day: date,
-    extraction: Extraction,
-    server_tz: tzinfo,
-    facts: Mapping[str, int],
-    root: str,
-    storage_options: Mapping[str, Any] | None,
-) -> DayResult:
+@dataclass(frozen=True)
+class _Flattened:
+    """One extracted day as tables, with its reconciliation, ready to be written."""
+
+    day: date
+    tables: FlowTables
+    reconciliation: Mapping[str, int]
+
+
+def _flatten(
+    day: date, extraction: Extraction, server_tz: tzinfo, facts: Mapping[str, int]
+) -> _Flattened | DayResult:
     try:
         tables = flatten_instances(extraction.instances, server_tz, datetime.now(timezone.utc))
-        reconciliation = {
-            **extraction.reconciliation.as_dict(),
-            "graph_errors": tables.graph_errors,
-            **facts,
-        }
+    except Exception as error:  # noqa: BLE001 - any failure stays in its day
+        return DayResult(day, error=_reason(error))
+    reconciliation = {
+        **extraction.reconciliation.as_dict(),
+        "graph_errors": tables.graph_errors,
+        **facts,
+    }
+    return _Flattened(day, tables, reconciliation)
+
+
+def _write(staged: _Flattened, root: str, storage_options: Mapping[str, Any] | None) -> DayResult:
+    day, tables = staged.day, staged.tables
+    try:
         written = write_day(
-            root, day, tables.as_dict(), reconciliation, storage_options=storage_options
+            root, day, tables.as_dict(), staged.reconciliation, storage_options=storage_options
         )
     except Exception as error:  # noqa: BLE001 - any failure stays in its day
         return DayResult(day, error=_reason(error))
     preview = tables.instances.head(PREVIEW_ROWS)[PREVIEW_COLUMNS].astype(str).to_dict("records")
-    return DayResult(day, dict(written.rows), reconciliation, dict(written.paths), preview)
+    return DayResult(day, dict(written.rows), staged.reconciliation, dict(written.paths), preview)
 
 
 def _reason(error: Exception) -> str:

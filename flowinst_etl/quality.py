@@ -14,8 +14,8 @@ def duplicate_instance_ids(instances: pd.DataFrame) -> list[str]:
 
 def orphan_instance_ids(instances: pd.DataFrame, children: pd.DataFrame) -> list[str]:
     """Instance ids of child rows (tasks, relations, upstream flows) with no instance that day."""
-    known = set(instances["instance_id"].tolist())
-    return sorted(set(children["instance_id"].tolist()) - known)
+    ids = children["instance_id"]
+    return sorted(ids[~ids.isin(instances["instance_id"])].unique().tolist())
 
 
 def task_count_mismatches(instances: pd.DataFrame, tasks: pd.DataFrame) -> dict[str, str]:
@@ -26,13 +26,16 @@ def task_count_mismatches(instances: pd.DataFrame, tasks: pd.DataFrame) -> dict[
     day whose tables come from different writes, or a graph exploded only in part, is caught.
     An instance without a readable graph (null ``task_count``) must have no task rows.
     """
-    rows = tasks.groupby("instance_id", sort=False).size()
-    counted = instances.set_index("instance_id")["task_count"]
-    found = {}
-    for instance_id in sorted(set(counted.index) | set(rows.index)):
-        count = counted.get(instance_id)
-        expected = 0 if count is None or pd.isna(count) else int(count)
-        actual = int(rows.get(instance_id, 0))
-        if expected != actual:
-            found[str(instance_id)] = f"{expected} counted, {actual} rows"
-    return found
+    rows = tasks["instance_id"].value_counts()
+    counted = instances.set_index("instance_id")["task_count"].fillna(0).astype("int64")
+    counted = counted[~counted.index.duplicated()]  # a repeated id is the uniqueness rule's
+    ids = counted.index.union(rows.index)
+    expected = counted.reindex(ids, fill_value=0)
+    actual = rows.reindex(ids, fill_value=0)
+    differ = expected.to_numpy() != actual.to_numpy()
+    return {
+        str(instance_id): f"{count} counted, {found} rows"
+        for instance_id, count, found in sorted(
+            zip(ids[differ], expected[differ].tolist(), actual[differ].tolist(), strict=True)
+        )
+    }

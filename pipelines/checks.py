@@ -1,5 +1,7 @@
 """Asset checks of each committed day, read back from the store, judged by ``quality``.
 
+Each table of a day is read once, with only the columns the checks need, and shared by them.
+
 Each day's result is an ``AssetCheckEvaluation`` on that day's partition, so a run covering a
 range of days (the CLI backfill, ``--partition-range``, the lookback schedule, a UI backfill)
 resolves every day's planned check, as a single-partition run does.
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import dagster as dg
@@ -27,8 +29,24 @@ INSTANCES = "flow_instances"
 TASKS = "flow_instance_tasks"
 CHILD_TABLES = [name for name in TABLES if name != INSTANCES]
 
-#: A rule reads one day of the dataset at ``root`` and says what is wrong, or None.
-Rule = Callable[[str, date], "str | None"]
+@dataclass
+class CommittedDay:
+    """One committed day as read back from the dataset at ``root``, each table read once."""
+
+    root: str
+    day: date
+    _read: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """``instance_id`` (and ``task_count`` of ``flow_instances``) of the day's ``name`` rows."""
+        if name not in self._read:
+            columns = ["instance_id", "task_count"] if name == INSTANCES else ["instance_id"]
+            self._read[name] = read_table(name, self.root, self.day, self.day, columns=columns)
+        return self._read[name]
+
+
+#: A rule looks at one committed day and says what is wrong, or None.
+Rule = Callable[[CommittedDay], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -39,19 +57,14 @@ class DayCheck:
     rule: Rule
 
 
-def _instances(root: str, day: date) -> pd.DataFrame:
-    return read_table(INSTANCES, root, day, day, columns=["instance_id"])
-
-
-def _unique_ids(root: str, day: date) -> str | None:
-    duplicates = duplicate_instance_ids(_instances(root, day))
+def _unique_ids(day: CommittedDay) -> str | None:
+    duplicates = duplicate_instance_ids(day.table(INSTANCES))
     return f"{len(duplicates)} duplicated ids, e.g. {duplicates[:3]}" if duplicates else None
 
 
 def _refers_to_instances(table: str) -> Rule:
-    def rule(root: str, day: date) -> str | None:
-        children = read_table(table, root, day, day, columns=["instance_id"])
-        orphans = orphan_instance_ids(_instances(root, day), children)
+    def rule(day: CommittedDay) -> str | None:
+        orphans = orphan_instance_ids(day.table(INSTANCES), day.table(table))
         return (
             f"{len(orphans)} instance ids not in {INSTANCES}, e.g. {orphans[:3]}"
             if orphans
@@ -61,10 +74,8 @@ def _refers_to_instances(table: str) -> Rule:
     return rule
 
 
-def _matches_task_counts(root: str, day: date) -> str | None:
-    instances = read_table(INSTANCES, root, day, day, columns=["instance_id", "task_count"])
-    tasks = read_table(TASKS, root, day, day, columns=["instance_id"])
-    found = task_count_mismatches(instances, tasks)
+def _matches_task_counts(day: CommittedDay) -> str | None:
+    found = task_count_mismatches(day.table(INSTANCES), day.table(TASKS))
     if not found:
         return None
     examples = dict(list(found.items())[:3])
@@ -115,8 +126,9 @@ def check_results(
     """One evaluation per check and committed day, on that day's partition."""
     results = []
     for day in days:
+        committed = CommittedDay(root, day)
         for check in checks:
-            problem = check.rule(root, day)
+            problem = check.rule(committed)
             results.append(
                 dg.AssetCheckEvaluation(
                     asset_key=check.spec.asset_key,

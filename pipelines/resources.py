@@ -73,7 +73,7 @@ class Dataset(dg.ConfigurableResource):
     """Where the dataset lives (a path or an fsspec URL) and how many extractions run at once."""
 
     root: str = "data"
-    max_workers: int = 4
+    max_workers: int = 8
 
 
 def no_listener(result: DayResult) -> None:

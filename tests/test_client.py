@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import socket
 from collections.abc import Iterator
@@ -190,6 +191,14 @@ def test_business_errors_are_typed(fresh: Emulator, code: int, kind: type, hint:
         with pytest.raises(kind, match=hint) as caught:
             client.search(query())
     assert caught.value.code == code
+
+
+def test_pages_with_nan_literals_are_read(fresh: Emulator) -> None:
+    fresh.reconfigure(body_fault="non_finite")
+    with EnosClient(settings_for(fresh)) as client:
+        page = client.search(query())
+    assert len(page.records) == 10
+    assert all(math.isnan(record["score"]) for record in page.records)
 
 
 @pytest.mark.parametrize("fault", ["html", "empty", "truncated"])

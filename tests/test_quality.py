@@ -34,3 +34,11 @@ def test_task_rows_must_match_each_instances_task_count() -> None:
     assert task_count_mismatches(INSTANCES, unreadable) == {"3-a": "0 counted, 1 rows"}
     stray = pd.DataFrame({"instance_id": ["1-a", "1-a", "9-z"]})
     assert task_count_mismatches(INSTANCES, stray) == {"9-z": "0 counted, 1 rows"}
+
+
+def test_a_repeated_instance_id_is_left_to_the_uniqueness_rule() -> None:
+    doubled = pd.concat([INSTANCES, INSTANCES.iloc[[0]]])
+    tasks = pd.DataFrame({"instance_id": ["1-a", "1-a"]})
+    assert task_count_mismatches(doubled, tasks) == {}
+    assert task_count_mismatches(doubled, tasks.iloc[:1]) == {"1-a": "2 counted, 1 rows"}
+    assert duplicate_instance_ids(doubled) == ["1-a"]

@@ -16,7 +16,7 @@ SORTER_NAMES = ("snake", "camel", "both")
 TO_BOUNDS = ("exclusive", "inclusive")
 TIE_ORDERS = ("stable", "by_page")
 ENVELOPES = ("v2.1", "v2.0")
-BODY_FAULTS = ("html", "empty", "truncated")
+BODY_FAULTS = ("html", "empty", "truncated", "non_finite")
 FROM_BOUNDS = ("inclusive", "exclusive")
 EXPRESSION_MATCHES = ("both", "id", "name")
 AUTH_ERROR_STYLES = ("http401", "code1203", "apim4011")
@@ -35,7 +35,7 @@ STRUCTURAL_FIELDS = frozenset(
     }
 )
 
-_MAX_PER_DAY = 100_000
+_MAX_PER_DAY = 200_000
 _MAX_INSTANCES = 3_000_000
 
 
@@ -108,7 +108,9 @@ class EmulatorConfig:
         status_change_rate: each search moves about this share of its matches one status on.
         malformed_graph_rate: share of instances whose ``graph`` string is truncated JSON.
         forced_error: an EnOS code every search answers instead of data.
-        body_fault: "html", "empty" or "truncated" HTTP 200 bodies on every search.
+        body_fault: "html", "empty" or "truncated" HTTP 200 bodies on every search, or
+            "non_finite": each record gains a ``score`` of ``NaN`` (JSON Python's json reads and
+            strict parsers refuse).
         failing_window_ms: searches whose trigger window overlaps this ``(start, end)`` epoch-ms
             range answer 62109, so one day of a range can fail while the others succeed.
 

@@ -127,7 +127,9 @@ def build_flows(seed: int, per_day: int, tz: timezone) -> dict[str, tuple[Flow, 
     flow_ids = iter(rng.sample(range(1000, 1000 + 10 * total + 100), total))
     task_ids = iter(range(100_000 + rng.randrange(1000), 10**9, 3))
     utc_offset = tz.utcoffset(None)
-    built: list[Flow] = []
+    # Only scheduled flows (type 1) can be upstream; kept as they are built so choosing an
+    # upstream does not rescan every earlier flow (a day of many flows stays linear).
+    scheduled: list[Flow] = []
     pools: dict[str, tuple[Flow, ...]] = {}
     for kind, size in sizes.items():
         pool = []
@@ -136,9 +138,12 @@ def build_flows(seed: int, per_day: int, tz: timezone) -> dict[str, tuple[Flow, 
                 _UTC_TYPES[index % len(_UTC_TYPES)] if kind == "utc" else KIND_TYPES[kind]
             )
             cycle, freq = _schedule(rng, kind, utc_offset)
-            flow = _flow(rng, next(flow_ids), kind, scheduling_type, cycle, freq, task_ids, built)
+            flow = _flow(
+                rng, next(flow_ids), kind, scheduling_type, cycle, freq, task_ids, scheduled
+            )
             pool.append(flow)
-            built.append(flow)
+            if flow.scheduling_type == 1:
+                scheduled.append(flow)
         pools[kind] = tuple(pool)
     return pools
 
@@ -170,7 +175,7 @@ def _flow(
     cycle: str,
     freq: str,
     task_ids: Iterator[int],
-    earlier: list[Flow],
+    scheduled: list[Flow],
 ) -> Flow:
     owner = rng.choices(_OWNERS, _OWNER_WEIGHTS)[0]
     co_owners = [owner, *rng.sample([o for o in _OWNERS if o != owner], rng.randrange(3))]
@@ -196,7 +201,7 @@ def _flow(
         key_style=rng.choices(_KEY_STYLES, _KEY_STYLE_WEIGHTS)[0],
         tasks=tasks,
         edges=_edges(rng, len(tasks), cycle),
-        upstream=_upstream(rng, earlier, len(tasks), cycle),
+        upstream=_upstream(rng, scheduled, len(tasks), cycle),
     )
 
 
@@ -242,9 +247,9 @@ def _edges(rng: random.Random, count: int, cycle: str) -> tuple[Edge, ...]:
 
 
 def _upstream(
-    rng: random.Random, earlier: list[Flow], task_count: int, cycle: str
+    rng: random.Random, candidates: list[Flow], task_count: int, cycle: str
 ) -> tuple[Upstream, ...]:
-    candidates = [flow for flow in earlier if flow.scheduling_type == 1]
+    """Links to up to three of ``candidates`` (the scheduled flows built before this one)."""
     if not candidates or rng.random() < 0.5:
         return ()
     chosen = rng.sample(candidates, min(len(candidates), 1 + rng.randrange(3)))

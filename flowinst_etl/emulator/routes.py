@@ -127,8 +127,17 @@ def search_call(call: Call) -> Reply:
             return Reply(200, _HTML_ERROR_PAGE.encode(), HTML_TYPE)
         if config.body_fault == "empty":
             return Reply(200, b"")
+        if config.body_fault == "non_finite":
+            return Reply(200, _with_nan_scores(reply.body))
         return Reply(200, reply.body[: len(reply.body) // 2])
     return reply
+
+
+def _with_nan_scores(body: bytes) -> bytes:
+    answer = json.loads(body)
+    for record in (answer.get("data") or {}).get("flowInsts") or []:
+        record["score"] = float("nan")
+    return json.dumps(answer).encode()
 
 
 def _search(call: Call) -> Reply:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
+import orjson
 import requests
 
 from flowinst_etl.config import EnosSettings
@@ -197,6 +198,12 @@ def _api_error(code: int, message: str, request_id: Any) -> ApiError:
 
 
 def _json_or_none(response: requests.Response) -> Any:
+    """The parsed body, or ``None`` if it is no JSON. orjson refuses ``NaN``/``Infinity``
+    literals that ``json`` reads; such a body is read by ``json`` so its records still load."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(response.content)
     except ValueError:

@@ -22,7 +22,6 @@ import contextlib
 import json
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import partial
@@ -155,15 +154,13 @@ def _stage(
     staging = f"{store.staging(day)}/{write_id}"
     file = data_file_name(write_id)
     rows: dict[str, int] = {}
-    # Tables are cast one after another and written concurrently (pyarrow releases the GIL).
-    with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:
-        writes = []
-        for name in names:
-            arrow = conform(name, tables[name])
-            rows[name] = arrow.num_rows
-            writes.append(pool.submit(_write_parquet, store, f"{staging}/{name}/{file}", arrow))
-        for write in writes:
-            write.result()
+    # One table at a time: a day's peak holds one table's Arrow copy and Parquet buffers, not
+    # all four (extraction of the next days goes on meanwhile).
+    for name in names:
+        arrow = conform(name, tables[name])
+        rows[name] = arrow.num_rows
+        _write_parquet(store, f"{staging}/{name}/{file}", arrow)
+        del arrow
     written_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     manifests = {
         name: {
