@@ -18,7 +18,11 @@ Learnt once per run (the first window with an instance of the type asked), then 
   by a ``count`` that is a total) shows a cap; the page size is lowered to what the gateway
   served and the walk starts again. The same at the lowered size means rows are dropped after
   paging (a privilege filter after LIMIT): the day fails. Where ``count`` is a page length, a
-  filter that drops every row of both pages that follow a short page cannot be seen.
+  filter that drops every row of both pages that follow a short page cannot be seen. Rows
+  after a short page may also be instances created since it was read: the short page is asked
+  again, and if it now holds its rows followed by new ones, and the page after it only new
+  ones, all triggered after the walk's latest row, that is growth, read as a continuation of
+  the walk (below), not a cap.
 - What ``expression`` matches: asked with an instance's full id, the gateway must answer that
   instance; learnt when a tied second first needs splitting. If not, such a day fails.
 - What ``count`` means: a count above the rows sent so far is a total, one below them a page

@@ -294,3 +294,46 @@ def test_get_timezones_fixed_offset_fails_daylight_saving_days_instead_of_droppi
     assert [r.day for r in results if r.ok] == []
     assert all("ENOS_SERVER_TIMEZONE" in str(r.error) for r in results), results
     assert not any(visible_days(tmp_path, table) for table in TABLES)
+
+
+def load(emulator: Emulator, root: Path, page_size: int, **settings: Any) -> dict[date, str]:
+    """Extract and commit ``DAYS`` in-process; the reason of each refused day."""
+    with EnosClient(settings_for(emulator, page_size=page_size, **settings)) as client:
+        results = list(load_days(Extractor(client), DAYS, zone(SHANGHAI), str(root)))
+    assert sorted(r.day for r in results) == DAYS
+    return {r.day: str(r.error) for r in results if r.error is not None}
+
+
+def test_instances_created_while_paging_are_read_exactly_with_count_a_page_length(
+    tmp_path: Path,
+) -> None:
+    """New runs land behind a short last page, so the page after it is no longer empty: that is
+    growth, not a page-size cap nor rows dropped after LIMIT."""
+    with emulator_for(insert_every=3, count_mode="page") as emulator:
+        refused = load(emulator, tmp_path, 10)
+        assert not refused, refused
+        assert_days_exact(emulator, tmp_path, DAYS, SHANGHAI)
+        assert emulator.stats()["inserted"] > 0, "no instance was created: the case proves nothing"
+
+
+def test_a_capped_page_size_stays_exact_while_instances_are_created(tmp_path: Path) -> None:
+    switches = {"page_size_cap": 7, "insert_every": 5, "count_mode": "page"}
+    with emulator_for(**switches) as emulator:
+        refused = load(emulator, tmp_path, 10)
+        assert not refused, refused
+        assert_days_exact(emulator, tmp_path, DAYS, SHANGHAI)
+        assert emulator.stats()["inserted"] > 0, "no instance was created: the case proves nothing"
+
+
+def test_rows_hidden_after_limit_are_refused_even_while_instances_are_created(
+    tmp_path: Path,
+) -> None:
+    switches = {"hide_every": HIDE_EVERY, "insert_every": 3, "count_mode": "page"}
+    with emulator_for(**switches) as emulator:
+        refused = load(emulator, tmp_path, 10)
+        committed = [day for day in DAYS if day not in refused]
+        if committed:
+            assert_days_exact(emulator, tmp_path, committed, SHANGHAI, visible_under(switches))
+    assert refused, "rows were hidden after LIMIT, yet every day was committed"
+    assert all("filter after LIMIT" in reason for reason in refused.values()), refused
+
