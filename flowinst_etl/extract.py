@@ -41,8 +41,9 @@ Checked on every walk and every row:
 - Trigger order: rows come in non-decreasing trigger time, or the day fails.
 - The window: every row's trigger time, read in the server zone, lies in the window asked for.
   A row outside means the zone of the time strings or the bounds are wrong: the day fails,
-  naming ENOS_SERVER_TIMEZONE (an IANA name follows daylight saving time; Get Timezone's
-  ``GMT+N`` does not).
+  naming ENOS_SERVER_TIMEZONE (a configured offset that does not match: set the gateway's
+  offset or unset it so Get Timezone is asked; Get Timezone's ``GMT+N`` that does not match:
+  the gateway keeps daylight saving time, so set its IANA name).
 - The zone of the strings: the earliest row of each walk, asked for at exactly the instant its
   string reads as, must be answered: an offset that is wrong inside the window is caught too.
 - Stable order under ties: rows tied on trigger time may be reordered per page (SQL LIMIT/OFFSET

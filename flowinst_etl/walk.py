@@ -347,8 +347,7 @@ class TypeWalker:
             self._fail(
                 f"instance {instance_id} triggered at {record.get('triggerTime')!r} "
                 f"({_iso(row.trigger_ms)} read in {self.server_tz}) lies outside the window "
-                f"asked for [{_iso(from_ms)}, {_iso(to_ms)}): the gateway's time zone is not "
-                "the one its strings are read in; set ENOS_SERVER_TIMEZONE to its IANA name"
+                f"asked for [{_iso(from_ms)}, {_iso(to_ms)}): {self._zone_advice()}"
             )
         if row.trigger_ms < walk.last_trigger_ms:
             self._fail(
@@ -476,9 +475,23 @@ class TypeWalker:
             self._fail(
                 f"instance {row.record.get('instanceId')} at {row.record.get('triggerTime')!r} "
                 f"reads as {_iso(row.trigger_ms)} in {self.server_tz}, but the gateway holds "
-                "nothing at that instant: its time strings are in another zone or offset; set "
-                "ENOS_SERVER_TIMEZONE to its IANA name"
+                f"nothing at that instant: {self._zone_advice()}"
             )
+
+    def _zone_advice(self) -> str:
+        """Why the time strings read wrong, and the setting that fixes it."""
+        configured = self.client.settings.server_timezone
+        if configured:
+            return (
+                f"ENOS_SERVER_TIMEZONE={configured} does not match the zone of the gateway's "
+                "time strings; set it to the gateway's offset (an IANA name only where that "
+                "zone keeps daylight saving time), or unset it so Get Timezone is asked"
+            )
+        return (
+            f"the gateway's time strings are not in {self.server_tz}, the zone Get Timezone "
+            "reports; if the gateway keeps daylight saving time, set ENOS_SERVER_TIMEZONE to "
+            "its IANA name"
+        )
 
     # --- requests ---------------------------------------------------------------------------
 
