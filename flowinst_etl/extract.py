@@ -44,6 +44,11 @@ Checked on every walk and every row:
   naming ENOS_SERVER_TIMEZONE (a configured offset that does not match: set the gateway's
   offset or unset it so Get Timezone is asked; Get Timezone's ``GMT+N`` that does not match:
   the gateway keeps daylight saving time, so set its IANA name).
+- Each time string names one instant: with an IANA server zone, a local time in the hour it
+  repeats when daylight saving time ends is either of two instants an hour apart (and one in
+  the hour it skips is none). The gateway filters by trigger time only, so nothing in its
+  answers tells a start, end or creation time apart, and no instant is guessed: a trigger,
+  start, end or creation time (``timestamp``) in such an hour fails the day, naming the hour.
 - The zone of the strings: the earliest row of each walk, asked for at exactly the instant its
   string reads as, must be answered: an offset that is wrong inside the window is caught too.
 - Stable order under ties: rows tied on trigger time may be reordered per page (SQL LIMIT/OFFSET

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from flowinst_etl.exceptions import IncompleteExtractionError, ResponseFormatError
 from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
-from flowinst_etl.windows import Window, server_time_to_epoch_ms
+from flowinst_etl.windows import Window, names_one_instant, server_time_to_epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +343,8 @@ class TypeWalker:
                 f"a flow instance without an instanceId in the answer: {_describe(record)}"
             )
         row = Row(record, self._trigger_ms(record))
+        for key in ("startTime", "endTime", "timestamp"):
+            self._check_one_instant(record, key)
         if not from_ms <= row.trigger_ms < to_ms:
             self._fail(
                 f"instance {instance_id} triggered at {record.get('triggerTime')!r} "
@@ -531,10 +533,27 @@ class TypeWalker:
         text = record.get("triggerTime")
         try:
             if isinstance(text, str):
+                self._check_one_instant(record, "triggerTime")
                 return server_time_to_epoch_ms(text, self.server_tz)
         except ValueError as error:
             raise unreadable_trigger(record) from error
         raise unreadable_trigger(record)
+
+    def _check_one_instant(self, record: dict[str, Any], key: str) -> None:
+        """A time string must name one instant in the server zone: one in the hour a zone
+        repeats when daylight saving time ends could be either of two, an hour apart, and the
+        gateway filters by trigger time only, so no answer tells which was meant."""
+        text = record.get(key)
+        try:
+            if not isinstance(text, str) or not text or names_one_instant(text, self.server_tz):
+                return
+        except ValueError:
+            return  # unreadable: reported where the string is read
+        self._fail(
+            f"instance {record.get('instanceId')} has {key} {text!r}, in the local hour "
+            f"{text[:13]}:00 that {self.server_tz} repeats or skips at a daylight saving "
+            "change, so the string names no single instant and the day cannot be proven exact"
+        )
 
     def _fail(self, reason: str) -> NoReturn:
         raise IncompleteExtractionError(f"type {self.scheduling_type}: {reason}")

@@ -279,6 +279,11 @@ def test_an_iana_server_zone_reads_a_daylight_saving_gateway_exactly(tmp_path: P
         )
         assert done.returncode == 0, describe(done)
         truths = assert_days_exact(emulator, root, SUMMER, BERLIN)
+    assert_trigger_instants(root, truths)
+
+
+def assert_trigger_instants(root: Path, truths: Mapping[date, list[TruthInstance]]) -> None:
+    """Each committed ``trigger_time`` is the instant the gateway holds the instance at."""
     for day, truth in truths.items():
         frame = read_table("flow_instances", str(root), day, day)
         written = dict(zip(frame["instance_id"], frame["trigger_time"], strict=True))
@@ -339,3 +344,47 @@ def test_rows_hidden_after_limit_are_refused_even_while_instances_are_created(
     assert refused, "rows were hidden after LIMIT, yet every day was committed"
     assert all("filter after LIMIT" in reason for reason in refused.values()), refused
 
+
+AUTUMN = days_from(date(2026, 10, 24), 3)
+REPEATED_DAY = date(2026, 10, 25)
+#: Berlin repeats 02:00-03:00 on REPEATED_DAY: first at 00:00-01:00 UTC, again at 01:00-02:00 UTC.
+FIRST_HOUR_MS = day_bounds_ms(REPEATED_DAY, "UTC")[0]
+HOUR_MS = 3_600_000
+#: A dataset where the temporary runs of REPEATED_DAY's 02:xx fall only in its second occurrence.
+DST_SEED, DST_PER_DAY = 3, 30
+
+
+def test_a_repeated_local_hour_fails_its_day_and_no_guessed_instant_is_committed(
+    tmp_path: Path,
+) -> None:
+    """A Berlin gateway's string ``02:30`` on the day summer time ends is 00:30 or 01:30 UTC.
+    One scheduling type here has runs only in the second 02:xx hour, where reading the first
+    would commit every one of them an hour early with nothing to contradict it."""
+    config = EmulatorConfig(
+        seed=DST_SEED,
+        start_day=AUTUMN[0] - timedelta(days=1),
+        end_day=AUTUMN[-1] + timedelta(days=1),
+        per_day=DST_PER_DAY,
+        server_timezone="GMT+1",
+        record_timezone=BERLIN,
+    )
+    with Emulator(config) as emulator:
+        first = {t.scheduling_type for t in emulator.truth(FIRST_HOUR_MS, FIRST_HOUR_MS + HOUR_MS)}
+        second = {
+            t.scheduling_type
+            for t in emulator.truth(FIRST_HOUR_MS + HOUR_MS, FIRST_HOUR_MS + 2 * HOUR_MS)
+        }
+        assert second - first, "no type runs only in the repeated hour: the case proves nothing"
+        with EnosClient(
+            settings_for(emulator, page_size=PAGE_SIZE, server_timezone=BERLIN)
+        ) as client:
+            results = list(load_days(Extractor(client), AUTUMN, zone(BERLIN), str(tmp_path)))
+        refused = {r.day: str(r.error) for r in results if r.error is not None}
+        assert set(refused) == {REPEATED_DAY}, refused
+        reason = refused[REPEATED_DAY]
+        assert "\n" not in reason and "in the local hour 2026-10-25 02:00" in reason, reason
+        for table in TABLES:
+            assert REPEATED_DAY.isoformat() not in visible_days(tmp_path, table), table
+        committed = [day for day in AUTUMN if day != REPEATED_DAY]
+        truths = assert_days_exact(emulator, tmp_path, committed, BERLIN)
+    assert_trigger_instants(tmp_path, truths)
