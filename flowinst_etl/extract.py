@@ -18,7 +18,11 @@ Learnt once per run (the first window with an instance of the type asked), then 
   by a ``count`` that is a total) shows a cap; the page size is lowered to what the gateway
   served and the walk starts again. The same at the lowered size means rows are dropped after
   paging (a privilege filter after LIMIT): the day fails. Where ``count`` is a page length, a
-  filter that drops every row of both pages that follow a short page cannot be seen.
+  filter that drops every row of both pages that follow a short page cannot be seen. Rows
+  after a short page may also be instances created since it was read: the short page is asked
+  again, and if it now holds its rows followed by new ones, and the page after it only new
+  ones, all triggered after the walk's latest row, that is growth, read as a continuation of
+  the walk (below), not a cap.
 - What ``expression`` matches: asked with an instance's full id, the gateway must answer that
   instance; learnt when a tied second first needs splitting. If not, such a day fails.
 - What ``count`` means: a count above the rows sent so far is a total, one below them a page
@@ -37,8 +41,14 @@ Checked on every walk and every row:
 - Trigger order: rows come in non-decreasing trigger time, or the day fails.
 - The window: every row's trigger time, read in the server zone, lies in the window asked for.
   A row outside means the zone of the time strings or the bounds are wrong: the day fails,
-  naming ENOS_SERVER_TIMEZONE (an IANA name follows daylight saving time; Get Timezone's
-  ``GMT+N`` does not).
+  naming ENOS_SERVER_TIMEZONE (a configured offset that does not match: set the gateway's
+  offset or unset it so Get Timezone is asked; Get Timezone's ``GMT+N`` that does not match:
+  the gateway keeps daylight saving time, so set its IANA name).
+- Each time string names one instant: with an IANA server zone, a local time in the hour it
+  repeats when daylight saving time ends is either of two instants an hour apart (and one in
+  the hour it skips is none). The gateway filters by trigger time only, so nothing in its
+  answers tells a start, end or creation time apart, and no instant is guessed: a trigger,
+  start, end or creation time (``timestamp``) in such an hour fails the day, naming the hour.
 - The zone of the strings: the earliest row of each walk, asked for at exactly the instant its
   string reads as, must be answered: an offset that is wrong inside the window is caught too.
 - Stable order under ties: rows tied on trigger time may be reordered per page (SQL LIMIT/OFFSET

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from flowinst_etl.exceptions import IncompleteExtractionError, ResponseFormatError
 from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
-from flowinst_etl.windows import Window, server_time_to_epoch_ms
+from flowinst_etl.windows import Window, names_one_instant, server_time_to_epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ class _Walk:
         self.last_count: int | None = None
         self.count_is_total = False
         self.last_trigger_ms = -(2**63)
+        #: ended on a short page with ``count`` a page length: what follows must be probed
+        self.open_end = False
 
 
 class TypeWalker:
@@ -166,6 +168,11 @@ class TypeWalker:
 
     def _walk(self, from_ms: int, to_ms: int, expression: str) -> _Walk:
         """Offset-page one query to its proven end, with the page size the gateway serves."""
+        return self._with_tail(self._walk_sized(from_ms, to_ms, expression))
+
+    def _walk_sized(self, from_ms: int, to_ms: int, expression: str) -> _Walk:
+        """Offset-page one query to its last page, again from the start whenever the page size
+        is lowered to the gateway's cap."""
         while True:
             try:
                 return self._walk_once(from_ms, to_ms, expression)
@@ -198,9 +205,10 @@ class TypeWalker:
                 after = self._search(
                     from_ms, to_ms, expression, self._next_page_no(page_no, first, walk), size
                 )
-                if after.records:
+                if after.records and not self._grew(walk, page_no, records, after.records):
                     self._short_page(len(records), size, walk.positions, None)
-                return self._with_tail(walk)
+                walk.open_end = True
+                return walk
             page_no = self._next_page_no(page_no, first, walk)
 
     def _with_tail(self, walk: _Walk) -> _Walk:
@@ -209,25 +217,57 @@ class TypeWalker:
         Instances created while the window is paged trigger after every instance in it, so they
         land behind the last page and, a few at a time, would hide behind the empty page after
         it. ``[last trigger + 1 ms, end)`` must be empty; what it holds is read as a walk of its
-        own and appended.
+        own and appended, until the window after the latest trigger read is empty (instances
+        created all the while end at the window's end at the latest).
         """
-        after_ms = walk.last_trigger_ms + 1 if walk.positions else walk.from_ms
-        probe = self._search(after_ms, walk.to_ms, walk.expression, self._first_page(), walk.size)
-        if not probe.records:
-            return walk
-        tail = self._walk(after_ms, walk.to_ms, walk.expression)
-        for instance_id, row in tail.rows.items():
-            if instance_id in walk.rows:
-                self._fail(
-                    f"instance {instance_id} came back at {_iso(row.trigger_ms)}, after the "
-                    f"walk had read it at {_iso(walk.rows[instance_id].trigger_ms)}"
-                )
-            walk.rows[instance_id] = row
-        walk.positions += tail.positions
-        walk.reads.update(tail.reads)
-        walk.duplicate_seconds |= tail.duplicate_seconds
-        walk.last_count = None
+        while walk.open_end:
+            after_ms = walk.last_trigger_ms + 1 if walk.positions else walk.from_ms
+            probe = self._search(
+                after_ms, walk.to_ms, walk.expression, self._first_page(), walk.size
+            )
+            if not probe.records:
+                return walk
+            tail = self._walk_sized(after_ms, walk.to_ms, walk.expression)
+            for instance_id, row in tail.rows.items():
+                if instance_id in walk.rows:
+                    self._fail(
+                        f"instance {instance_id} came back at {_iso(row.trigger_ms)}, after the "
+                        f"walk had read it at {_iso(walk.rows[instance_id].trigger_ms)}"
+                    )
+                walk.rows[instance_id] = row
+            walk.positions += tail.positions
+            walk.reads.update(tail.reads)
+            walk.duplicate_seconds |= tail.duplicate_seconds
+            walk.last_trigger_ms = max(walk.last_trigger_ms, tail.last_trigger_ms)
+            walk.last_count = None
+            walk.open_end = tail.open_end
         return walk
+
+    def _grew(
+        self,
+        walk: _Walk,
+        page_no: int,
+        short: list[dict[str, Any]],
+        after: list[dict[str, Any]],
+    ) -> bool:
+        """Whether rows behind a short page are instances created since it was read.
+
+        New instances trigger after every instance of the window, so the short page, asked
+        again, holds its rows followed by new ones, and the page after it holds only new ones;
+        a cap or rows dropped after LIMIT leave the short page as it was. What grew is read by
+        ``_with_tail`` as a continuation of the walk.
+        """
+        again = self._search(walk.from_ms, walk.to_ms, walk.expression, page_no, walk.size)
+        had = _ids(short)
+        added = [r for r in again.records if r.get("instanceId") not in had] + after
+        return (
+            len(again.records) > len(short)
+            and had <= _ids(again.records)
+            and all(
+                r.get("instanceId") not in walk.rows and self._trigger_ms(r) > walk.last_trigger_ms
+                for r in added
+            )
+        )
 
     def _short_page(self, got: int, size: int, positions: int, count: int | None) -> None:
         """A page shorter than asked with rows after it: adapt to a cap once, else refuse."""
@@ -303,12 +343,13 @@ class TypeWalker:
                 f"a flow instance without an instanceId in the answer: {_describe(record)}"
             )
         row = Row(record, self._trigger_ms(record))
+        for key in ("startTime", "endTime", "timestamp"):
+            self._check_one_instant(record, key)
         if not from_ms <= row.trigger_ms < to_ms:
             self._fail(
                 f"instance {instance_id} triggered at {record.get('triggerTime')!r} "
                 f"({_iso(row.trigger_ms)} read in {self.server_tz}) lies outside the window "
-                f"asked for [{_iso(from_ms)}, {_iso(to_ms)}): the gateway's time zone is not "
-                "the one its strings are read in; set ENOS_SERVER_TIMEZONE to its IANA name"
+                f"asked for [{_iso(from_ms)}, {_iso(to_ms)}): {self._zone_advice()}"
             )
         if row.trigger_ms < walk.last_trigger_ms:
             self._fail(
@@ -436,9 +477,23 @@ class TypeWalker:
             self._fail(
                 f"instance {row.record.get('instanceId')} at {row.record.get('triggerTime')!r} "
                 f"reads as {_iso(row.trigger_ms)} in {self.server_tz}, but the gateway holds "
-                "nothing at that instant: its time strings are in another zone or offset; set "
-                "ENOS_SERVER_TIMEZONE to its IANA name"
+                f"nothing at that instant: {self._zone_advice()}"
             )
+
+    def _zone_advice(self) -> str:
+        """Why the time strings read wrong, and the setting that fixes it."""
+        configured = self.client.settings.server_timezone
+        if configured:
+            return (
+                f"ENOS_SERVER_TIMEZONE={configured} does not match the zone of the gateway's "
+                "time strings; set it to the gateway's offset (an IANA name only where that "
+                "zone keeps daylight saving time), or unset it so Get Timezone is asked"
+            )
+        return (
+            f"the gateway's time strings are not in {self.server_tz}, the zone Get Timezone "
+            "reports; if the gateway keeps daylight saving time, set ENOS_SERVER_TIMEZONE to "
+            "its IANA name"
+        )
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -478,10 +533,27 @@ class TypeWalker:
         text = record.get("triggerTime")
         try:
             if isinstance(text, str):
+                self._check_one_instant(record, "triggerTime")
                 return server_time_to_epoch_ms(text, self.server_tz)
         except ValueError as error:
             raise unreadable_trigger(record) from error
         raise unreadable_trigger(record)
+
+    def _check_one_instant(self, record: dict[str, Any], key: str) -> None:
+        """A time string must name one instant in the server zone: one in the hour a zone
+        repeats when daylight saving time ends could be either of two, an hour apart, and the
+        gateway filters by trigger time only, so no answer tells which was meant."""
+        text = record.get(key)
+        try:
+            if not isinstance(text, str) or not text or names_one_instant(text, self.server_tz):
+                return
+        except ValueError:
+            return  # unreadable: reported where the string is read
+        self._fail(
+            f"instance {record.get('instanceId')} has {key} {text!r}, in the local hour "
+            f"{text[:13]}:00 that {self.server_tz} repeats or skips at a daylight saving "
+            "change, so the string names no single instant and the day cannot be proven exact"
+        )
 
     def _fail(self, reason: str) -> NoReturn:
         raise IncompleteExtractionError(f"type {self.scheduling_type}: {reason}")

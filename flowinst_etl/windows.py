@@ -4,7 +4,9 @@ A partition day is ``[local midnight, next local midnight)`` in an IANA timezone
 last 23 or 25 hours and an instance triggered exactly at midnight belongs to the day it starts.
 EnOS writes times as naive ``yyyy-MM-dd HH:mm:ss[.S]`` strings in the server's timezone, which Get
 Timezone reports as ``GMT+N`` (one fixed offset, docs/enos-api.md); a gateway in a zone with
-daylight saving time is read right only with its IANA name (``ENOS_SERVER_TIMEZONE=Europe/Berlin``).
+daylight saving time is read right only with its IANA name (``ENOS_SERVER_TIMEZONE=Europe/Berlin``),
+and even then a string in the hour the zone repeats when daylight saving time ends names two
+instants (``names_one_instant`` tells which strings do not name one).
 """
 
 from __future__ import annotations
@@ -123,11 +125,15 @@ def server_time_to_utc(text: str | None, server_tz: tzinfo) -> datetime | None:
     """
     if not text:
         return None
+    return _local_time(text, server_tz).astimezone(timezone.utc)
+
+
+def _local_time(text: str, server_tz: tzinfo) -> datetime:
     match = _SERVER_TIME.match(text)
     if match is None:
         raise ValueError(f"not a server time (yyyy-MM-dd HH:mm:ss[.S]): {text!r}")
     year, month, day, hour, minute, second, fraction = match.groups()
-    local = datetime(
+    return datetime(
         int(year),
         int(month),
         int(day),
@@ -137,7 +143,22 @@ def server_time_to_utc(text: str | None, server_tz: tzinfo) -> datetime | None:
         int((fraction or "0").ljust(6, "0")[:6]),
         tzinfo=server_tz,
     )
-    return local.astimezone(timezone.utc)
+
+
+def names_one_instant(text: str, server_tz: tzinfo) -> bool:
+    """Whether a server time string names exactly one instant in ``server_tz``.
+
+    A local time in the hour a zone repeats when daylight saving time ends names two instants
+    an hour apart, and one in the hour it skips when daylight saving time starts names none that
+    a correct clock writes; the string alone cannot tell which instant was meant, so
+    ``server_time_to_utc`` (which reads the first) is right for it only by chance. A fixed offset
+    names one instant for every string.
+
+    Raises:
+        ValueError: the text is not a server time string.
+    """
+    local = _local_time(text, server_tz)
+    return local.utcoffset() == local.replace(fold=1).utcoffset()
 
 
 def server_time_to_epoch_ms(text: str, server_tz: tzinfo) -> int:

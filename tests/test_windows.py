@@ -9,6 +9,7 @@ import pytest
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import (
     day_window,
+    names_one_instant,
     parse_day,
     parse_server_timezone,
     server_time_to_epoch_ms,
@@ -124,3 +125,21 @@ def test_a_yyyy_mm_dd_day_is_that_day() -> None:
 def test_unknown_timezone_names_the_problem() -> None:
     with pytest.raises(ConfigError, match="unknown timezone 'Mars/Olympus'"):
         zone("Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    ("text", "zone_name", "one"),
+    [
+        ("2026-10-25 01:59:59", "Europe/Berlin", True),
+        ("2026-10-25 02:00:00", "Europe/Berlin", False),  # repeated: 00:00 and 01:00 UTC
+        ("2026-10-25 02:59:59.999", "Europe/Berlin", False),
+        ("2026-10-25 03:00:00", "Europe/Berlin", True),
+        ("2026-03-29 02:30:00", "Europe/Berlin", False),  # skipped when summer time starts
+        ("2026-10-25 02:30:00", "GMT+1", True),
+        ("2026-11-01 01:30:00", "America/New_York", False),
+    ],
+)
+def test_a_local_time_a_zone_repeats_or_skips_names_no_single_instant(
+    text: str, zone_name: str, one: bool
+) -> None:
+    assert names_one_instant(text, server_zone(zone_name)) is one

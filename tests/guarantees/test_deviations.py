@@ -196,7 +196,9 @@ def test_a_wrong_server_offset_fails_every_day_naming_the_setting(tmp_path: Path
         root, done = backfill(emulator, tmp_path, ENOS_SERVER_TIMEZONE="GMT+9")
         refused = assert_exact_or_refused(done, emulator, root, DAYS, SHANGHAI)
     assert set(refused) == set(DAYS), describe(done)
-    assert all("ENOS_SERVER_TIMEZONE" in reason for reason in refused.values()), refused
+    for reason in refused.values():
+        assert "ENOS_SERVER_TIMEZONE=GMT+9 does not match" in reason, reason
+        assert "unset it so Get Timezone is asked" in reason, reason
 
 
 def test_each_switch_makes_the_gateway_deviate() -> None:
@@ -277,6 +279,11 @@ def test_an_iana_server_zone_reads_a_daylight_saving_gateway_exactly(tmp_path: P
         )
         assert done.returncode == 0, describe(done)
         truths = assert_days_exact(emulator, root, SUMMER, BERLIN)
+    assert_trigger_instants(root, truths)
+
+
+def assert_trigger_instants(root: Path, truths: Mapping[date, list[TruthInstance]]) -> None:
+    """Each committed ``trigger_time`` is the instant the gateway holds the instance at."""
     for day, truth in truths.items():
         frame = read_table("flow_instances", str(root), day, day)
         written = dict(zip(frame["instance_id"], frame["trigger_time"], strict=True))
@@ -294,3 +301,90 @@ def test_get_timezones_fixed_offset_fails_daylight_saving_days_instead_of_droppi
     assert [r.day for r in results if r.ok] == []
     assert all("ENOS_SERVER_TIMEZONE" in str(r.error) for r in results), results
     assert not any(visible_days(tmp_path, table) for table in TABLES)
+
+
+def load(emulator: Emulator, root: Path, page_size: int, **settings: Any) -> dict[date, str]:
+    """Extract and commit ``DAYS`` in-process; the reason of each refused day."""
+    with EnosClient(settings_for(emulator, page_size=page_size, **settings)) as client:
+        results = list(load_days(Extractor(client), DAYS, zone(SHANGHAI), str(root)))
+    assert sorted(r.day for r in results) == DAYS
+    return {r.day: str(r.error) for r in results if r.error is not None}
+
+
+def test_instances_created_while_paging_are_read_exactly_with_count_a_page_length(
+    tmp_path: Path,
+) -> None:
+    """New runs land behind a short last page, so the page after it is no longer empty: that is
+    growth, not a page-size cap nor rows dropped after LIMIT."""
+    with emulator_for(insert_every=3, count_mode="page") as emulator:
+        refused = load(emulator, tmp_path, 10)
+        assert not refused, refused
+        assert_days_exact(emulator, tmp_path, DAYS, SHANGHAI)
+        assert emulator.stats()["inserted"] > 0, "no instance was created: the case proves nothing"
+
+
+def test_a_capped_page_size_stays_exact_while_instances_are_created(tmp_path: Path) -> None:
+    switches = {"page_size_cap": 7, "insert_every": 5, "count_mode": "page"}
+    with emulator_for(**switches) as emulator:
+        refused = load(emulator, tmp_path, 10)
+        assert not refused, refused
+        assert_days_exact(emulator, tmp_path, DAYS, SHANGHAI)
+        assert emulator.stats()["inserted"] > 0, "no instance was created: the case proves nothing"
+
+
+def test_rows_hidden_after_limit_are_refused_even_while_instances_are_created(
+    tmp_path: Path,
+) -> None:
+    switches = {"hide_every": HIDE_EVERY, "insert_every": 3, "count_mode": "page"}
+    with emulator_for(**switches) as emulator:
+        refused = load(emulator, tmp_path, 10)
+        committed = [day for day in DAYS if day not in refused]
+        if committed:
+            assert_days_exact(emulator, tmp_path, committed, SHANGHAI, visible_under(switches))
+    assert refused, "rows were hidden after LIMIT, yet every day was committed"
+    assert all("filter after LIMIT" in reason for reason in refused.values()), refused
+
+
+AUTUMN = days_from(date(2026, 10, 24), 3)
+REPEATED_DAY = date(2026, 10, 25)
+#: Berlin repeats 02:00-03:00 on REPEATED_DAY: first at 00:00-01:00 UTC, again at 01:00-02:00 UTC.
+FIRST_HOUR_MS = day_bounds_ms(REPEATED_DAY, "UTC")[0]
+HOUR_MS = 3_600_000
+#: A dataset where the temporary runs of REPEATED_DAY's 02:xx fall only in its second occurrence.
+DST_SEED, DST_PER_DAY = 3, 30
+
+
+def test_a_repeated_local_hour_fails_its_day_and_no_guessed_instant_is_committed(
+    tmp_path: Path,
+) -> None:
+    """A Berlin gateway's string ``02:30`` on the day summer time ends is 00:30 or 01:30 UTC.
+    One scheduling type here has runs only in the second 02:xx hour, where reading the first
+    would commit every one of them an hour early with nothing to contradict it."""
+    config = EmulatorConfig(
+        seed=DST_SEED,
+        start_day=AUTUMN[0] - timedelta(days=1),
+        end_day=AUTUMN[-1] + timedelta(days=1),
+        per_day=DST_PER_DAY,
+        server_timezone="GMT+1",
+        record_timezone=BERLIN,
+    )
+    with Emulator(config) as emulator:
+        first = {t.scheduling_type for t in emulator.truth(FIRST_HOUR_MS, FIRST_HOUR_MS + HOUR_MS)}
+        second = {
+            t.scheduling_type
+            for t in emulator.truth(FIRST_HOUR_MS + HOUR_MS, FIRST_HOUR_MS + 2 * HOUR_MS)
+        }
+        assert second - first, "no type runs only in the repeated hour: the case proves nothing"
+        with EnosClient(
+            settings_for(emulator, page_size=PAGE_SIZE, server_timezone=BERLIN)
+        ) as client:
+            results = list(load_days(Extractor(client), AUTUMN, zone(BERLIN), str(tmp_path)))
+        refused = {r.day: str(r.error) for r in results if r.error is not None}
+        assert set(refused) == {REPEATED_DAY}, refused
+        reason = refused[REPEATED_DAY]
+        assert "\n" not in reason and "in the local hour 2026-10-25 02:00" in reason, reason
+        for table in TABLES:
+            assert REPEATED_DAY.isoformat() not in visible_days(tmp_path, table), table
+        committed = [day for day in AUTUMN if day != REPEATED_DAY]
+        truths = assert_days_exact(emulator, tmp_path, committed, BERLIN)
+    assert_trigger_instants(tmp_path, truths)
