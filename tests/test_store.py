@@ -375,6 +375,24 @@ def test_a_corrupt_old_manifest_spoils_only_its_own_day(
     assert listing(tmp_path, bad_day) == {t: [f"part-{written.write_id}.parquet"] for t in TABLES}
 
 
+def test_repair_removes_the_empty_partition_folders_a_killed_cleanup_leaves(
+    tmp_path: Path,
+) -> None:
+    root, second, third = str(tmp_path), date(2019, 8, 13), date(2019, 8, 14)
+    write_day(root, DAY, tables_of(3).as_dict(), RECONCILIATION)
+    # A cleanup killed after emptying a folder no commit names (the staging still there), and
+    # one killed after its staging went but before the folder's removal reached the disk.
+    emptied = folder(tmp_path, "flow_instances", second)
+    emptied.mkdir()
+    (tmp_path / "_flowinst" / "staging" / second.isoformat() / "killed").mkdir(parents=True)
+    left = folder(tmp_path, "flow_instance_tasks", third)
+    left.mkdir()
+
+    assert repair(root) == [second, third]
+    assert not emptied.exists() and not left.exists()
+    assert only_committed_files(tmp_path, DAY) and repair(root) == []
+
+
 def test_a_file_where_a_table_folder_belongs_is_named(tmp_path: Path) -> None:
     (tmp_path / "flow_instance_relations").write_text("not a folder")
 

@@ -293,12 +293,29 @@ def _legacy_days(store: Store) -> set[date]:
     return {day for name in TABLES for day in legacy_days(store, name)}
 
 
+def _days_with_empty_folders(store: Store) -> set[date]:
+    """Days with an empty partition folder on a local disk (object storage has no empty
+    folders): a cleanup killed between emptying a folder and removing it leaves one."""
+    if not store.local:
+        return set()
+    days = set()
+    for name in TABLES:
+        for folder in store.listing(store.table(name)):
+            key, _, value = folder.rsplit("/", 1)[-1].partition("=")
+            if key == PARTITION_KEY and store.fs.isdir(folder) and not store.listing(folder):
+                with contextlib.suppress(ValueError):
+                    days.add(date.fromisoformat(value))
+    return days
+
+
 def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> list[date]:
     """Finish what crashed writes left, and migrate days of the old layout.
 
     A write removes its staging folder last, so a day still having one was left by a write that
     did not finish: its partition folders may hold data files no commit names, which glob
-    readers would see beside the committed ones, or be left empty; they are tidied. A day of
+    readers would see beside the committed ones, or be left empty; they are tidied, as is every
+    day with an empty partition folder (a write of the day holds its lock while it fills one,
+    and moves a new folder in whole, so a folder empty under the lock is left over). A day of
     the old layout gets a commit record naming its data files, and its ``_manifest.json``
     files go, so DuckDB and Polars folder scans meet data files only.
 
@@ -323,6 +340,10 @@ def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> li
         for day in sorted(_legacy_days(store)):
             with store.day_lock(day):
                 _migrate_day(store, day)
+            repaired.add(day)
+        for day in sorted(_days_with_empty_folders(store)):
+            with store.day_lock(day):
+                _tidy(store, day)
             repaired.add(day)
     except OSError as exc:
         raise StoreError(f"could not repair unfinished writes under {root}: {exc}") from exc
