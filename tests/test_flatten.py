@@ -250,6 +250,21 @@ def test_nan_and_infinity_are_written_as_null_and_noted() -> None:
     )
 
 
+def test_numbers_too_large_for_a_float_are_written_as_null_and_noted() -> None:
+    odd = record(3001, parameters="[1e999, 2]")
+    odd["graph"] = '{"tasks": [{"taskId": 1, "x": -1E+400, "y": 2.5}]}'
+
+    tables = flatten([odd])
+    row = tables.instances.iloc[0]
+
+    assert row["parameters"] == "[null, 2]"
+    assert json.loads(row["graph"]) == {"tasks": [{"taskId": 1, "x": None, "y": 2.5}]}
+    assert row["record_error"] == (
+        "parameters: 1 NaN or Infinity written as null; graph: 1 NaN or Infinity written as null"
+    )
+    assert pd.isna(tables.tasks["x"][0]) and tables.tasks["y"][0] == 2.5
+
+
 def test_a_graph_given_as_an_object_is_read_and_kept_as_text() -> None:
     as_object = graph(3001, "20190812080722", 2)
     tables = flatten([record(3001, graph=as_object)])

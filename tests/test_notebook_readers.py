@@ -14,9 +14,10 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from flowinst_etl.store import write_day
+from flowinst_etl.store import repair, write_day
 from flowinst_etl.tables.flatten import flatten_instances
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
+from tests.fixtures.old_layout import write_old_layout
 
 DOC = Path(__file__).parents[1] / "docs" / "tables.md"
 # Instances per day; the recipes filter on trigger_date >= 2019-08-13.
@@ -34,12 +35,25 @@ def recipes() -> dict[str, str]:
     return dict(found)
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> str:
+#: Days the previous layout wrote, in the root migrated by the first run of this version.
+OLD_DAYS = {date(2019, 8, 12), date(2019, 8, 14)}
+
+
+@pytest.fixture(scope="module", params=["written", "migrated"])
+def root(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
+    """A root written by this version, or one of the previous layout where a run (which
+    repairs first) wrote only one new day."""
     folder = tmp_path_factory.mktemp("dataset")
-    for day, count in DAYS.items():
-        tables = flatten_instances(day_records(count, day.isoformat()), GMT8, EXTRACTED_AT)
-        write_day(str(folder), day, tables.as_dict(), {"instances": count})
+    tables = {
+        day: flatten_instances(day_records(count, day.isoformat()), GMT8, EXTRACTED_AT)
+        for day, count in DAYS.items()
+    }
+    old = OLD_DAYS if request.param == "migrated" else set()
+    for day in old:
+        write_old_layout(folder, day, tables[day])
+    repair(str(folder))
+    for day in DAYS.keys() - old:
+        write_day(str(folder), day, tables[day].as_dict(), {"instances": DAYS[day]})
     # What a crashed write leaves outside the table folders must not reach any reader.
     staged = folder / "_flowinst" / "staging" / "2019-08-15" / "crashed" / "flow_instances"
     staged.mkdir(parents=True)

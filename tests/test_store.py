@@ -3,7 +3,6 @@ from the old layout, S3."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from flowinst_etl.store import (
 from flowinst_etl.tables.flatten import FlowTables, flatten_instances
 from flowinst_etl.tables.schema import TABLES, schema_fingerprint
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
+from tests.fixtures.old_layout import write_old_layout
 
 DAY = date(2019, 8, 12)
 RECONCILIATION = {"instances": 12, "pages": 2, "server_timezone": "GMT+8", "complete": True}
@@ -159,6 +159,7 @@ from typing import Any, NamedTuple
 from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.store import write_day
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
+from tests.fixtures.old_layout import write_old_layout
 
 root = sys.argv[1]
 tables = flatten_instances(day_records(5), GMT8, EXTRACTED_AT).as_dict()
@@ -318,26 +319,6 @@ def test_a_day_round_trips_through_s3(s3: S3) -> None:
     assert "Contents" not in staged
 
 
-def write_old_layout(root: Path, day: date, tables: FlowTables) -> None:
-    """A day as the previous version wrote it: ``part-0.parquet`` beside a ``_manifest.json``."""
-    for name, frame in tables.as_dict().items():
-        partition = folder(root, name, day)
-        partition.mkdir(parents=True)
-        table = pa.Table.from_pandas(frame, preserve_index=False).cast(TABLES[name])
-        pq.write_table(table.replace_schema_metadata(None), partition / "part-0.parquet")
-        manifest = {
-            "table": name,
-            "trigger_date": day.isoformat(),
-            "rows": len(frame),
-            "schema_fingerprint": schema_fingerprint(TABLES[name]),
-            "file": "part-0.parquet",
-            "written_at": "2026-01-01T00:00:00.000+00:00",
-            "write_id": "0" * 32,
-            "reconciliation": {"instances": len(tables.instances)},
-        }
-        (partition / "_manifest.json").write_text(json.dumps(manifest))
-
-
 def test_a_root_of_the_old_layout_is_read_and_rewritten_without_a_duplicate_day(
     tmp_path: Path,
 ) -> None:
@@ -358,6 +339,65 @@ def test_a_root_of_the_old_layout_is_read_and_rewritten_without_a_duplicate_day(
     assert listing(tmp_path, kept_day) == {t: ["_manifest.json", "part-0.parquet"] for t in TABLES}
     assert written_days(root, "flow_instances") == [old_day, kept_day]
     assert dataset("flow_instances", root).count_rows() == 7
+
+    # Every run repairs first: the days not written again get a commit record, and their
+    # partition folders keep only their data.
+    assert repair(root) == [kept_day]
+    assert listing(tmp_path, kept_day) == {t: ["part-0.parquet"] for t in TABLES}
+    assert read_manifest(root, "flow_instance_tasks", kept_day)["rows"] == len(  # type: ignore[index]
+        tables_of(2, "2019-08-13").tasks
+    )
+    assert read_table("flow_instances", root)["trigger_date"].value_counts().to_dict() == days
+    assert repair(root) == []
+
+
+def test_a_corrupt_old_manifest_spoils_only_its_own_day(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = str(tmp_path)
+    bad_day, good_day = date(2019, 8, 12), date(2019, 8, 13)
+    write_old_layout(tmp_path, bad_day, tables_of(4))
+    write_old_layout(tmp_path, good_day, tables_of(2, "2019-08-13"))
+    corrupt = folder(tmp_path, "flow_instance_tasks", bad_day) / "_manifest.json"
+    corrupt.write_text("")
+
+    tasks = read_table("flow_instance_tasks", root)
+
+    assert set(tasks["trigger_date"]) == {good_day}
+    assert len(read_table("flow_instances", root)) == 6
+    assert written_days(root, "flow_instance_tasks") == [good_day]
+    assert str(corrupt) in caplog.text
+
+    written = write_day(root, bad_day, tables_of(5).as_dict(), RECONCILIATION)
+
+    days = read_table("flow_instance_tasks", root)["trigger_date"].value_counts().to_dict()
+    assert days == {bad_day: len(tables_of(5).tasks), good_day: len(tables_of(2).tasks)}
+    assert listing(tmp_path, bad_day) == {t: [f"part-{written.write_id}.parquet"] for t in TABLES}
+
+
+def test_repair_removes_the_empty_partition_folders_a_killed_cleanup_leaves(
+    tmp_path: Path,
+) -> None:
+    root, second, third = str(tmp_path), date(2019, 8, 13), date(2019, 8, 14)
+    write_day(root, DAY, tables_of(3).as_dict(), RECONCILIATION)
+    # A cleanup killed after emptying a folder no commit names (the staging still there), and
+    # one killed after its staging went but before the folder's removal reached the disk.
+    emptied = folder(tmp_path, "flow_instances", second)
+    emptied.mkdir()
+    (tmp_path / "_flowinst" / "staging" / second.isoformat() / "killed").mkdir(parents=True)
+    left = folder(tmp_path, "flow_instance_tasks", third)
+    left.mkdir()
+
+    assert repair(root) == [second, third]
+    assert not emptied.exists() and not left.exists()
+    assert only_committed_files(tmp_path, DAY) and repair(root) == []
+
+
+def test_a_file_where_a_table_folder_belongs_is_named(tmp_path: Path) -> None:
+    (tmp_path / "flow_instance_relations").write_text("not a folder")
+
+    with pytest.raises(StoreError, match="flow_instance_relations is a file where the dataset"):
+        write_day(str(tmp_path), DAY, tables_of(2).as_dict(), RECONCILIATION)
 
 
 def test_dataset_is_the_committed_files_with_a_date_partition(tmp_path: Path) -> None:

@@ -4,12 +4,14 @@
 its data file (name, rows, schema fingerprint, write id, reconciliation). Replacing this file is
 the single step that makes a new write of the day visible to ``read_table`` and ``dataset()``.
 Roots of the old layout (``part-0.parquet`` beside a ``_manifest.json`` in each partition
-folder) are read through those manifests until a day is written again.
+folder) are read through those manifests until the next write run migrates them (see
+:func:`flowinst_etl.storage.write.repair`); an unreadable one spoils only its own day.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import date
 from typing import Any
 
@@ -17,6 +19,8 @@ from flowinst_etl.exceptions import StoreError
 from flowinst_etl.storage.filesystem import LEGACY_MANIFEST, PARTITION_KEY, Store
 
 Manifest = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 
 def encode(commit: dict[str, Any]) -> bytes:
@@ -57,8 +61,25 @@ def committed_days(store: Store) -> list[date]:
 
 
 def read_legacy_manifest(store: Store, table: str, day: date) -> Manifest | None:
-    """The old layout's manifest of one table and day, if there is one."""
-    return _load(store, f"{store.folder(table, day)}/{LEGACY_MANIFEST}")
+    """The old layout's manifest of one table and day, if there is one.
+
+    An unreadable one is logged as a warning and counts as none: it concerns its own day only,
+    which then reads as not committed until it is written again.
+    """
+    path = f"{store.folder(table, day)}/{LEGACY_MANIFEST}"
+    try:
+        manifest = _load(store, path)
+    except StoreError as exc:
+        log.warning("%s; that day of %s counts as not committed", exc, table)
+        return None
+    if manifest is not None and not isinstance(manifest.get("file"), str):
+        log.warning(
+            "unreadable commit record %s: names no file; that day of %s counts as not committed",
+            store.url(path),
+            table,
+        )
+        return None
+    return manifest
 
 
 def legacy_days(store: Store, table: str) -> list[date]:

@@ -15,7 +15,7 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.exceptions import ConfigError, StoreError
 
 PARTITION_KEY = "trigger_date"
 #: The folder of everything that is not table data. Readers never meet it: they are pointed at
@@ -97,6 +97,15 @@ class Store:
         for path in paths:
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
+
+    def require_folder(self, path: str) -> None:
+        """Make sure ``path`` is a folder or absent.
+
+        Raises:
+            StoreError: a file stands where the layout has a folder.
+        """
+        if self.fs.isfile(path):
+            raise StoreError(f"{self.url(path)} is a file where the dataset has a folder")
 
     def listing(self, folder: str) -> list[str]:
         """The paths directly in ``folder``; none when it does not exist."""

@@ -166,7 +166,8 @@ def written_days(
     try:
         recorded = committed_days(store)
         days = {day for day in recorded if table in read_commit(store, day)}
-        return sorted(days | set(legacy_days(store, table)).difference(recorded))
+        legacy = [day for day in legacy_days(store, table) if day not in recorded]
+        return sorted(days | {day for day in legacy if read_legacy_manifest(store, table, day)})
     except OSError as exc:
         raise StoreError(f"could not list {table} under {root}: {exc}") from exc
 

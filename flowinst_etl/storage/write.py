@@ -32,7 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flowinst_etl.exceptions import ConfigError, StoreError
-from flowinst_etl.storage.commits import Manifest, encode, read_commit, read_legacy_manifest
+from flowinst_etl.storage.commits import (
+    Manifest,
+    encode,
+    legacy_days,
+    read_commit,
+    read_legacy_manifest,
+)
 from flowinst_etl.storage.filesystem import (
     LEGACY_MANIFEST,
     PARTITION_KEY,
@@ -124,6 +130,7 @@ def write_day(
     write_id = uuid.uuid4().hex
     try:
         with store.day_lock(day):
+            _migrate_day(store, day)
             _tidy(store, day)
             try:
                 manifests = _stage(store, day, names, tables, checked, write_id)
@@ -236,24 +243,78 @@ def _committed_files(store: Store, day: date) -> set[str]:
 
 def _tidy(store: Store, day: date) -> None:
     """Remove the day's staging and every file in its partition folders that no commit names;
-    a partition folder left empty goes too. Run under the day's lock. The staging folder goes
+    an empty partition folder goes too. Run under the day's lock. The staging folder goes
     last: while it is there, :func:`repair` knows the day may need tidying."""
+    for name in TABLES:
+        store.require_folder(store.table(name))
+        store.require_folder(store.folder(name, day))
     kept = _committed_files(store, day)
     for name in TABLES:
         folder = store.folder(name, day)
-        present = store.listing(folder)
-        store.remove([path for path in present if path not in kept])
-        if present and store.local and not store.listing(folder):
+        store.remove([path for path in store.listing(folder) if path not in kept])
+        if store.local and not store.listing(folder):
             store.remove([folder])
     store.remove([store.staging(day)])
 
 
+def _migrate_day(store: Store, day: date) -> None:
+    """Turn a day of the old layout into a commit record naming its data files, then remove its
+    ``_manifest.json`` files, so partition folders hold data only. Run under the day's lock.
+
+    The commit record is put in place (staged, then moved) before any manifest goes, and a
+    day that has a commit record reads from it alone: a crash at any step leaves the day
+    reading the same, and the next run finishes. An unreadable manifest names no file: its
+    table is left out of the record (the day reads as not committed for it, as before).
+    """
+    legacy = [f"{store.folder(name, day)}/{LEGACY_MANIFEST}" for name in TABLES]
+    if not any(store.fs.exists(path) for path in legacy):
+        return
+    if not store.fs.exists(store.commit_path(day)):
+        manifests = {
+            name: manifest
+            for name in TABLES
+            if (manifest := read_legacy_manifest(store, name, day)) is not None
+        }
+        if manifests:
+            write_id = uuid.uuid4().hex
+            commit = {PARTITION_KEY: day.isoformat(), "write_id": write_id, "tables": manifests}
+            staged = f"{store.staging(day)}/{write_id}/{COMMIT_FILE}"
+            store.write(staged, partial(_write_bytes, encode(commit)))
+            store.fs.makedirs(store.commits(), exist_ok=True)
+            store.move(staged, store.commit_path(day))
+    store.remove(legacy)
+    _tidy(store, day)
+
+
+def _legacy_days(store: Store) -> set[date]:
+    return {day for name in TABLES for day in legacy_days(store, name)}
+
+
+def _days_with_empty_folders(store: Store) -> set[date]:
+    """Days with an empty partition folder on a local disk (object storage has no empty
+    folders): a cleanup killed between emptying a folder and removing it leaves one."""
+    if not store.local:
+        return set()
+    days = set()
+    for name in TABLES:
+        for folder in store.listing(store.table(name)):
+            key, _, value = folder.rsplit("/", 1)[-1].partition("=")
+            if key == PARTITION_KEY and store.fs.isdir(folder) and not store.listing(folder):
+                with contextlib.suppress(ValueError):
+                    days.add(date.fromisoformat(value))
+    return days
+
+
 def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> list[date]:
-    """Finish what crashed writes left: every day with a staging folder is tidied.
+    """Finish what crashed writes left, and migrate days of the old layout.
 
     A write removes its staging folder last, so a day still having one was left by a write that
     did not finish: its partition folders may hold data files no commit names, which glob
-    readers would see beside the committed ones.
+    readers would see beside the committed ones, or be left empty; they are tidied, as is every
+    day with an empty partition folder (a write of the day holds its lock while it fills one,
+    and moves a new folder in whole, so a folder empty under the lock is left over). A day of
+    the old layout gets a commit record naming its data files, and its ``_manifest.json``
+    files go, so DuckDB and Polars folder scans meet data files only.
 
     Returns:
         The days repaired.
@@ -263,7 +324,7 @@ def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> li
         StoreError: the storage failed.
     """
     store = Store.open(root, storage_options)
-    repaired = []
+    repaired = set()
     try:
         for path in store.listing(store.staging()):
             try:
@@ -272,7 +333,15 @@ def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> li
                 continue
             with store.day_lock(day):
                 _tidy(store, day)
-            repaired.append(day)
+            repaired.add(day)
+        for day in sorted(_legacy_days(store)):
+            with store.day_lock(day):
+                _migrate_day(store, day)
+            repaired.add(day)
+        for day in sorted(_days_with_empty_folders(store)):
+            with store.day_lock(day):
+                _tidy(store, day)
+            repaired.add(day)
     except OSError as exc:
         raise StoreError(f"could not repair unfinished writes under {root}: {exc}") from exc
-    return repaired
+    return sorted(repaired)

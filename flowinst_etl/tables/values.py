@@ -54,8 +54,9 @@ def _text(value: Any) -> str:
 def finite(value: Any) -> tuple[Any, int]:
     """``value`` (parsed JSON) with every NaN and infinity replaced by ``None``, and how many.
 
-    Python's ``json`` reads and writes the bare ``NaN``/``Infinity`` the gateway may send; strict
-    JSON parsers (Polars, DuckDB, browsers) refuse them.
+    Python's ``json`` reads and writes the bare ``NaN``/``Infinity`` the gateway may send, and
+    reads a number too large for a float (``1e999``) as infinity; strict JSON parsers (Polars,
+    DuckDB, browsers) refuse all of them.
     """
     if isinstance(value, float) and not math.isfinite(value):
         return None, 1
@@ -85,12 +86,18 @@ def standard_json(value: Any, *, sort_keys: bool = False) -> str:
     return text
 
 
+#: Where a JSON text may hold a number too large for a float, which Python's json reads as
+#: infinity: an exponent of three digits or more, or a run of 200 digits (with an exponent of
+#: at most 99, overflowing takes at least 210 digits before the point).
+_HUGE_NUMBER = re.compile(r"[0-9][eE]\+?[0-9]{3}|[0-9]{200}")
+
+
 def _json_text(value: Any) -> str:
     if not isinstance(value, str):
         return standard_json(value)
-    # Text as sent, unless it is JSON holding the NaN or Infinity of Python's json; a cheap
-    # look for those words spares parsing every graph.
-    if "NaN" not in value and "Infinity" not in value:
+    # Text as sent, unless it is JSON holding the NaN or Infinity of Python's json, or a number
+    # it reads as infinity; a cheap look for those spares parsing every graph.
+    if "NaN" not in value and "Infinity" not in value and not _HUGE_NUMBER.search(value):
         return value
     try:
         parsed = json.loads(value)

@@ -23,7 +23,10 @@ import pytest
 
 from flowinst_etl import dataset, read_manifest, read_table
 from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.tables.schema import TABLES
+from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
+from tests.fixtures.old_layout import write_old_layout
 from tests.guarantees.harness import (
     CLI_TIMEOUT_S,
     REPOSITORY,
@@ -267,4 +270,43 @@ def test_two_backfills_of_the_same_days_at_once_both_finish_with_whole_days(
     assert [run.returncode for run in runs] == [0, 0], errors
     assert_days_exact(emulator, root, days, TIMEZONE)
     assert assert_whole_days(root) == {day.isoformat() for day in days}
+    assert_clean_folders(root)
+
+
+def test_a_migration_of_the_old_layout_killed_at_any_step_reads_the_same_and_is_finished(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Days of the previous layout, then backfills of another day killed while the run first
+    migrates them: when staging a day's commit record, and right after putting one in place
+    (its manifests still there). Every killed run leaves the old days reading as they were; the
+    next run finishes, and glob readers then read every day."""
+    root, old_days, new_day = tmp_path / "data", DAYS[:2], DAYS[2]
+    for count, day in enumerate(old_days, start=3):
+        tables = flatten_instances(day_records(count, day.isoformat()), GMT8, EXTRACTED_AT)
+        write_old_layout(root, day, tables)
+    before = every_table(root)
+    killing = backfill_args(new_day, new_day, f"{PROTOCOL}://{root}", "--timezone", TIMEZONE)
+
+    for kill in ({KILL_AT: "commit.json:1"}, {KILL_AFTER_MOVE: "1"}, {KILL_AFTER_MOVE: "1"}):
+        crash = run_cli(
+            *killing, env=emulator_environment(emulator, **kill), cwd=tmp_path, module=KILLING_CLI
+        )
+
+        assert crash.returncode == -signal.SIGKILL, describe(crash)
+        for table, frame in every_table(root).items():
+            pd.testing.assert_frame_equal(frame, before[table], obj=f"{kill} {table}")
+
+    rerun = run_cli(
+        *backfill_args(new_day, new_day, root, "--timezone", TIMEZONE),
+        env=emulator_environment(emulator),
+        cwd=tmp_path,
+    )
+    assert rerun.returncode == 0, describe(rerun)
+    assert not list(root.glob("**/_manifest.json"))
+    assert_days_exact(emulator, root, [new_day], TIMEZONE)
+    assert assert_whole_days(root) == {day.isoformat() for day in (*old_days, new_day)}
+    counts = assert_readers_read(root)
+    assert counts["flow_instances"] == len(before["flow_instances"]) + len(
+        read_table("flow_instances", str(root), start=new_day, end=new_day)
+    )
     assert_clean_folders(root)
