@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from moto.server import ThreadedMotoServer
 
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.emulator import Emulator, TruthInstance
@@ -61,3 +66,24 @@ def day_bounds_ms(day: date, timezone: str) -> tuple[int, int]:
 def day_truth(emulator: Emulator, day: date, timezone: str) -> list[TruthInstance]:
     """The emulator's instances of one partition day."""
     return emulator.truth(*day_bounds_ms(day, timezone))
+
+
+@contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """An S3-compatible server (moto) on loopback and the AWS variables that reach it; on exit
+    its buckets are forgotten (moto keeps them in this process's memory) and it stops."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        yield aws
+    finally:
+        reset = urllib.request.Request(aws["AWS_ENDPOINT_URL"] + "/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset).close()
+        server.stop()

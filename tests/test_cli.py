@@ -29,6 +29,7 @@ from tests.guarantees.harness import (
     emulator_environment,
     run_cli,
 )
+from tests.support import s3_server
 
 FIRST = date(2026, 11, 2)
 LAST = date(2026, 11, 4)
@@ -213,25 +214,12 @@ def test_a_data_directory_the_user_cannot_write_is_refused(
 
 
 def test_a_missing_bucket_is_refused(emulator: Emulator, tmp_path: Path) -> None:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    aws = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    try:
+    with s3_server() as aws:
         done = run_cli(
             *backfill_args(FIRST, LAST, "s3://no-such-bucket/flowinst"),
             env={**emulator_environment(emulator), **aws},
             cwd=tmp_path,
         )
-    finally:
-        server.stop()
     assert_refused(done, "bucket 'no-such-bucket' does not exist")
 
 

@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from flowinst_etl.exceptions import ConfigError, StoreError
 from flowinst_etl.model import FoundInstance
@@ -34,6 +33,7 @@ from flowinst_etl.tables.flatten import FlowTables, flatten_instances
 from flowinst_etl.tables.schema import TABLES, schema_fingerprint
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 from tests.fixtures.old_layout import write_old_layout
+from tests.support import s3_server
 
 DAY = date(2019, 8, 12)
 RECONCILIATION = {"instances": 12, "pages": 2, "server_timezone": "GMT+8", "complete": True}
@@ -277,21 +277,22 @@ class S3(NamedTuple):
 @pytest.fixture
 def s3() -> Iterator[S3]:
     """A bucket on a real S3-compatible server on loopback, stopped after the test."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket="flowinst")
-    options = {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
-    yield S3("s3://flowinst/dataset", options, client)
-    server.stop()
+    with s3_server() as aws:
+        endpoint = aws["AWS_ENDPOINT_URL"]
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="flowinst")
+        options = {
+            "client_kwargs": {"endpoint_url": endpoint},
+            "key": "testing",
+            "secret": "testing",
+        }
+        yield S3("s3://flowinst/dataset", options, client)
 
 
 def test_a_day_round_trips_through_s3(s3: S3) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import urllib.request
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -15,7 +14,6 @@ import boto3
 import dagster as dg
 import fsspec
 import pytest
-from moto.server import ThreadedMotoServer
 
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.tables.schema import TABLES
@@ -30,6 +28,7 @@ from tests.pipelines.deployment import (
     run_backfill,
 )
 from tests.pipelines.test_check_history import assert_every_check_resolved_on_its_day
+from tests.support import s3_server
 
 FIRST, LAST = date(2026, 11, 1), date(2026, 11, 12)
 DAYS_PER_RUN = 3
@@ -149,28 +148,15 @@ def test_a_daemon_backfill_runs_in_pooled_processes_and_a_killed_run_is_retried(
 @pytest.fixture
 def bucket() -> Iterator[tuple[str, dict[str, str]]]:
     """A bucket on an S3-compatible server on loopback and the AWS variables that reach it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    aws = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    boto3.client(
-        "s3",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="flowinst-daemon")
-    yield "s3://flowinst-daemon/dataset", aws
-    # moto keeps every bucket in this process's memory: forget them for the tests that follow
-    urllib.request.urlopen(
-        urllib.request.Request(aws["AWS_ENDPOINT_URL"] + "/moto-api/reset", method="POST")
-    ).close()
-    server.stop()
+    with s3_server() as aws:
+        boto3.client(
+            "s3",
+            endpoint_url=aws["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="flowinst-daemon")
+        yield "s3://flowinst-daemon/dataset", aws
 
 
 def test_the_same_backfill_writes_to_object_storage(
