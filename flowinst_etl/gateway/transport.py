@@ -222,6 +222,10 @@ class Transport:
         try:
             while True:
                 if self.limiter is not None:
+                    # Signing may wait for a token call (which takes a slot of its own); take this
+                    # request's slot only once it can go, then sign again with a fresh timestamp,
+                    # so requests that waited for one token never leave together.
+                    self.session.prepare_request(request)
                     attempts.limiter_wait_s += self.limiter.acquire()
                 prepared = self.session.prepare_request(request)
                 try:

@@ -61,7 +61,7 @@ def test_the_subcommand_serves_until_a_signal(stop_signal):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--per-day", "-5"], "--per-day must be between 0 and 100000, not -5"),
+        (["--per-day", "-5"], "--per-day must be between 0 and 200000, not -5"),
         (["--days", "2026-13-01:2026-03-02"], "invalid date"),
         (["--days", "yesterday"], "--days"),
         (["--server-timezone", "Moon"], "server timezone"),
