@@ -11,8 +11,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from moto.server import ThreadedMotoServer
-
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.emulator import Emulator, TruthInstance
 
@@ -71,7 +69,11 @@ def day_truth(emulator: Emulator, day: date, timezone: str) -> list[TruthInstanc
 @contextmanager
 def s3_server() -> Iterator[dict[str, str]]:
     """An S3-compatible server (moto) on loopback and the AWS variables that reach it; on exit
-    its buckets are forgotten (moto keeps them in this process's memory) and it stops."""
+    its buckets are forgotten (moto keeps them in this process's memory) and it stops.
+
+    moto is imported here, not at the top: the dependency-floor run of CI has no test extras."""
+    from moto.server import ThreadedMotoServer
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -192,6 +192,26 @@ class Transport:
         """Release pooled connections."""
         self.session.close()
 
+    def _signed_in_turn(
+        self, request: requests.Request, auth: SigningAuth | None, attempts: Attempts
+    ) -> requests.PreparedRequest:
+        """``request`` signed just before it may go under the rate limit.
+
+        Signing may wait for a token call (which takes a slot of its own). The slot is taken
+        once a token is at hand, and the request is signed again after it with a fresh
+        timestamp; if a new token arrived meanwhile (signing waited again), it queues again, so
+        requests that waited for one token never leave together.
+        """
+        if self.limiter is None:
+            return self.session.prepare_request(request)
+        while True:
+            self.session.prepare_request(request)
+            tokens = auth.obtained() if auth is not None else 0
+            attempts.limiter_wait_s += self.limiter.acquire()
+            prepared = self.session.prepare_request(request)
+            if auth is None or auth.obtained() == tokens:
+                return prepared
+
     def send(
         self, request: requests.Request, auth: SigningAuth | None = None
     ) -> tuple[requests.Response, Attempts]:
@@ -221,13 +241,7 @@ class Transport:
         before = auth.obtained() if auth is not None else 0
         try:
             while True:
-                if self.limiter is not None:
-                    # Signing may wait for a token call (which takes a slot of its own); take this
-                    # request's slot only once it can go, then sign again with a fresh timestamp,
-                    # so requests that waited for one token never leave together.
-                    self.session.prepare_request(request)
-                    attempts.limiter_wait_s += self.limiter.acquire()
-                prepared = self.session.prepare_request(request)
+                prepared = self._signed_in_turn(request, auth, attempts)
                 try:
                     response = self.session.send(prepared, **self._send_options(prepared))
                 except requests.exceptions.SSLError as exc:
