@@ -9,7 +9,6 @@ retries the runs; what happened is then read back from the instance's event log.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from flowinst_etl.tables.schema import TABLES
+from tests.support import stop_process_group
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DOCUMENTED_INSTANCE = REPOSITORY / "docs" / "dagster.yaml"
@@ -147,12 +147,7 @@ def running_daemon(home: Path, workspace: Path, env: Mapping[str, str]) -> Itera
         try:
             yield daemon.pid
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+            stop_process_group(daemon, timeout_s=30)
 
 
 def run_backfill(
