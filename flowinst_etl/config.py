@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.spool import RECORDS_IN_MEMORY
 from flowinst_etl.windows import parse_day, server_zone, zone
 
 _T = TypeVar("_T")
@@ -29,6 +30,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "FLOWINST_MAX_WORKERS": (1, 64),
     "FLOWINST_LOOKBACK_DAYS": (1, 366),
     "FLOWINST_DAYS_PER_RUN": (1, 366),
+    "FLOWINST_RECORDS_IN_MEMORY": (0, 10_000_000),
 }
 #: Bounds of the numeric fields no variable sets (seconds).
 _FIELD_RANGES: dict[str, tuple[float, float]] = {
@@ -46,6 +48,7 @@ _PIPELINE_NUMBERS = {
     "max_workers": "FLOWINST_MAX_WORKERS",
     "lookback_days": "FLOWINST_LOOKBACK_DAYS",
     "days_per_run": "FLOWINST_DAYS_PER_RUN",
+    "records_in_memory": "FLOWINST_RECORDS_IN_MEMORY",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -143,8 +146,9 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Where and how the dataset is built: root, partition timezone, first day, parallelism, and
-    how many days one run of a range backfill covers (``None``: the whole range in one run)."""
+    """Where and how the dataset is built: root, partition timezone, first day, parallelism, how
+    many days one run of a range backfill covers (``None``: the whole range in one run), and how
+    many extracted records wait in memory (the rest in temporary files under ``TMPDIR``)."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
@@ -152,6 +156,7 @@ class PipelineSettings:
     max_workers: int = 8
     lookback_days: int = 3
     days_per_run: int | None = None
+    records_in_memory: int = RECORDS_IN_MEMORY
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
@@ -169,6 +174,7 @@ class PipelineSettings:
             "max_workers": collect(problems, _integer, env, "FLOWINST_MAX_WORKERS"),
             "lookback_days": collect(problems, _integer, env, "FLOWINST_LOOKBACK_DAYS"),
             "days_per_run": collect(problems, _integer, env, "FLOWINST_DAYS_PER_RUN"),
+            "records_in_memory": collect(problems, _integer, env, "FLOWINST_RECORDS_IN_MEMORY"),
         }
         given = {name: value for name, value in read.items() if value is not None}
         _raise_all([*problems, *_pipeline_problems(given)])

@@ -80,12 +80,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import tzinfo
+from types import TracebackType
 
 from flowinst_etl.exceptions import FatalApiError, IncompleteExtractionError
 from flowinst_etl.gateway.client import EnosClient, SearchQuery
 from flowinst_etl.model import SCHEDULING_TYPES, FoundInstance
+from flowinst_etl.spool import RECORDS_IN_MEMORY, RecordBudget, Spool
 from flowinst_etl.walk import SECOND_MS, Figures, GatewayConventions, Row, TypeWalker
 from flowinst_etl.windows import Window
 
@@ -125,11 +127,43 @@ class Reconciliation(Figures):
 
 @dataclass(frozen=True)
 class Extraction:
-    """Every instance of one window, sorted by trigger time and id, with its reconciliation."""
+    """Every instance of one window, sorted by trigger time and id, with its reconciliation.
+
+    The records wait in spools: in memory while the run's budget lasts, beyond it in temporary
+    files. Read them a chunk at a time with :meth:`chunks` (memory bounded by the chunk, for a
+    day of any size), or all at once with :attr:`instances`; :meth:`close` (or leaving a
+    ``with`` block) frees them.
+    """
 
     window: Window
-    instances: list[FoundInstance]
     reconciliation: Reconciliation
+    rows: list[tuple[int, Row]] = field(repr=False)
+    spools: list[Spool] = field(default_factory=list, repr=False)
+
+    @property
+    def instances(self) -> list[FoundInstance]:
+        """Every record at once, in order."""
+        return [FoundInstance(kind, row.record) for kind, row in self.rows]
+
+    def chunks(self, size: int) -> Iterator[list[FoundInstance]]:
+        """The records in order, ``size`` at a time."""
+        for start in range(0, len(self.rows), size):
+            yield [FoundInstance(kind, row.record) for kind, row in self.rows[start : start + size]]
+
+    def close(self) -> None:
+        """Free the records (memory budget and temporary files); they cannot be read after."""
+        _close(self.spools)
+
+    def __enter__(self) -> Extraction:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class Extractor:
@@ -138,11 +172,19 @@ class Extractor:
     Args:
         client: the gateway client (its rate limit is shared by all workers).
         max_workers: concurrent (window, scheduling type) walks.
+        records_in_memory: records of extracted windows held in memory at once (by every
+            window not yet closed); beyond it they wait in temporary files under ``TMPDIR``.
     """
 
-    def __init__(self, client: EnosClient, max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        client: EnosClient,
+        max_workers: int = 8,
+        records_in_memory: int = RECORDS_IN_MEMORY,
+    ) -> None:
         self.client = client
         self.max_workers = max_workers
+        self.budget = RecordBudget(records_in_memory)
         self.page_size = client.settings.page_size
         self.conventions = GatewayConventions(self.page_size)
 
@@ -182,12 +224,17 @@ class Extractor:
             finally:
                 feed.close()
 
-    def _extract_unit(
-        self, window: Window, scheduling_type: int, server_tz: tzinfo
-    ) -> tuple[dict[str, Row], Figures]:
-        self._learn_conventions(window)
-        walker = TypeWalker(self.client, self.conventions, scheduling_type, window, server_tz)
-        return walker.collect()
+    def _extract_unit(self, window: Window, scheduling_type: int, server_tz: tzinfo) -> _Part:
+        spool = Spool(self.budget)
+        try:
+            self._learn_conventions(window)
+            walker = TypeWalker(
+                self.client, self.conventions, scheduling_type, window, server_tz, spool
+            )
+            return (scheduling_type, *walker.collect(), spool)
+        except BaseException:
+            spool.close()
+            raise
 
     def check_access(self) -> None:
         """Fail fast on a bad gateway, credentials, user/org or privileges, before any work.
@@ -237,7 +284,8 @@ READ_AHEAD = 1
 window can wait for the caller while the workers go on."""
 
 _Unit = tuple[Window, int]
-_Part = tuple[int, dict[str, Row], Figures]
+#: One scheduling type of a window: its rows by id, the figures of reading them, their spool.
+_Part = tuple[int, dict[str, Row], Figures, Spool]
 
 
 class _Feed:
@@ -252,7 +300,7 @@ class _Feed:
         pool: ThreadPoolExecutor,
         slots: int,
         units: Iterator[_Unit],
-        walk: Callable[[Window, int], tuple[dict[str, Row], Figures]],
+        walk: Callable[[Window, int], _Part],
     ) -> None:
         self.pool = pool
         self.slots = slots
@@ -307,10 +355,10 @@ class _Feed:
     def _run(self, unit: _Unit) -> None:
         window, scheduling_type = unit
         try:
-            part: _Part = (scheduling_type, *self.walk(window, scheduling_type))
+            part = self.walk(window, scheduling_type)
             error: Exception | None = None
         except Exception as problem:  # noqa: BLE001 - any failure stays in its window
-            part, error = (scheduling_type, {}, Figures()), problem
+            part, error = (scheduling_type, {}, Figures(), Spool(RecordBudget(0))), problem
         except BaseException as fatal:
             with self.condition:
                 self.fatal = fatal
@@ -329,7 +377,7 @@ class _Feed:
                 failure = self.failed.pop(window, None)
         outcome: Extraction | Exception | None = None
         if complete:  # assembled outside the lock: the other walks go on meanwhile
-            outcome = failure if failure is not None else _assemble_or_error(window, parts)
+            outcome = _assemble_or_error(window, parts, failure)
         with self.condition:
             self.running -= 1
             if outcome is not None:
@@ -339,35 +387,45 @@ class _Feed:
 
 
 def _assemble_or_error(
-    window: Window, parts: list[tuple[int, dict[str, Row], Figures]]
+    window: Window, parts: list[_Part], failure: Exception | None
 ) -> Extraction | Exception:
+    """The window's extraction, or why it failed (its records are then freed at once)."""
     try:
+        if failure is not None:
+            raise failure
         return _assemble(window, parts)
     except Exception as error:  # noqa: BLE001 - any failure stays in its window
+        _close([spool for *_, spool in parts])
         return error
 
 
-def _assemble(window: Window, parts: list[tuple[int, dict[str, Row], Figures]]) -> Extraction:
+def _assemble(window: Window, parts: list[_Part]) -> Extraction:
     """One window's instances from its per-type parts, ordered by trigger and id.
 
     Raises:
         IncompleteExtractionError: an id came back under two scheduling types.
     """
     reconciliation = Reconciliation()
-    found: dict[str, tuple[int, FoundInstance]] = {}
-    for scheduling_type, rows, part in sorted(parts, key=lambda p: p[0]):
+    found: dict[str, tuple[int, int, Row]] = {}
+    for scheduling_type, rows, part, _ in sorted(parts, key=lambda p: p[0]):
         reconciliation.absorb(part)
         for instance_id, row in rows.items():
             if instance_id in found:
                 raise IncompleteExtractionError(
                     f"instance {instance_id} came back for scheduling types "
-                    f"{found[instance_id][1].scheduling_type} and {scheduling_type}: the gateway "
+                    f"{found[instance_id][1]} and {scheduling_type}: the gateway "
                     "does not filter by type, so its type cannot be told"
                 )
-            found[instance_id] = (row.trigger_ms, FoundInstance(scheduling_type, row.record))
+            found[instance_id] = (row.trigger_ms, scheduling_type, row)
     ordered = sorted(found, key=lambda i: (found[i][0], i))
     reconciliation.instances = len(ordered)
-    return Extraction(window, [found[i][1] for i in ordered], reconciliation)
+    rows_in_order = [(found[i][1], found[i][2]) for i in ordered]
+    return Extraction(window, reconciliation, rows_in_order, [spool for *_, spool in parts])
+
+
+def _close(spools: Iterable[Spool]) -> None:
+    for spool in spools:
+        spool.close()
 
 
 def minimum_requests(instances: int, page_size: int) -> int:

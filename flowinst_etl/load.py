@@ -12,16 +12,22 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+
 from flowinst_etl.exceptions import FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
 from flowinst_etl.interrupts import deferred_interrupts
-from flowinst_etl.store import repair, write_day
-from flowinst_etl.tables.flatten import FlowTables, flatten_instances
+from flowinst_etl.storage.write import open_day, repair
+from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.windows import day_window
 
 log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 5
+#: Instances flattened and written (as one row group per table) at a time: a day's memory is
+#: bounded by this, not by the day's size.
+CHUNK_INSTANCES = 20_000
 CLOCK_SKEW_WARNING_MS = 60_000
 PREVIEW_COLUMNS = ["instance_id", "flow_name", "type", "status_desc", "trigger_time"]
 
@@ -49,8 +55,13 @@ def load_days(
     partition_tz: tzinfo,
     root: str,
     storage_options: Mapping[str, Any] | None = None,
+    *,
+    chunk_instances: int = CHUNK_INSTANCES,
 ) -> Iterator[DayResult]:
     """Extract, flatten and commit each day; days are extracted concurrently, committed one by one.
+
+    A day is flattened and written ``chunk_instances`` at a time (a Parquet row group each), so
+    its memory does not grow with its size; its records wait in the extractor's spools.
 
     Args:
         extractor: extracts windows from the gateway.
@@ -58,6 +69,7 @@ def load_days(
         partition_tz: the timezone whose midnights bound a day.
         root: the dataset root, a local path or an fsspec URL.
         storage_options: fsspec options for ``root`` (endpoint, credentials).
+        chunk_instances: instances flattened and written at a time.
 
     Yields:
         One result per day, as soon as the day is committed or has failed.
@@ -75,14 +87,13 @@ def load_days(
         with deferred_interrupts():
             day = windows[window]
             if isinstance(outcome, Extraction):
-                staged = _flatten(day, outcome, server_tz, facts)
+                with outcome:
+                    result = _load(
+                        day, outcome, server_tz, facts, (root, storage_options), chunk_instances
+                    )
             else:
-                staged = DayResult(day, error=_reason(outcome))
-            del outcome  # the records: the tables stand in for them while the day is written
-            if isinstance(staged, DayResult):
-                result = staged
-            else:
-                result = _write(staged, root, storage_options)
+                result = DayResult(day, error=_reason(outcome))
+            del outcome  # its records: freed before the next day is taken
             if not result.ok:
                 log.error("day %s failed: %s", day, result.error)
             yield result
@@ -99,40 +110,43 @@ def _noted_clock_skew(extractor: Extractor) -> int:
     return skew
 
 
-@dataclass(frozen=True)
-class _Flattened:
-    """One extracted day as tables, with its reconciliation, ready to be written."""
-
-    day: date
-    tables: FlowTables
-    reconciliation: Mapping[str, int]
-
-
-def _flatten(
-    day: date, extraction: Extraction, server_tz: tzinfo, facts: Mapping[str, int]
-) -> _Flattened | DayResult:
+def _load(
+    day: date,
+    extraction: Extraction,
+    server_tz: tzinfo,
+    facts: Mapping[str, int],
+    store: tuple[str, Mapping[str, Any] | None],
+    chunk_instances: int,
+) -> DayResult:
+    """Flatten and write one extracted day, ``chunk_instances`` at a time, as one commit to
+    ``store`` (root and storage options)."""
+    root, storage_options = store
+    extracted_at = datetime.now(timezone.utc)
+    graph_errors = 0
+    preview: list[dict[str, Any]] = []
     try:
-        tables = flatten_instances(extraction.instances, server_tz, datetime.now(timezone.utc))
+        with open_day(root, day, storage_options=storage_options) as writer:
+            for chunk in extraction.chunks(chunk_instances):
+                tables = flatten_instances(chunk, server_tz, extracted_at)
+                del chunk  # the records: the tables stand in for them while they are written
+                graph_errors += tables.graph_errors
+                preview = preview or _preview(tables.arrow["flow_instances"])
+                writer.append(tables.arrow)
+            reconciliation = {
+                **extraction.reconciliation.as_dict(),
+                "graph_errors": graph_errors,
+                **facts,
+            }
+            written = writer.commit(reconciliation)
     except Exception as error:  # noqa: BLE001 - any failure stays in its day
         return DayResult(day, error=_reason(error))
-    reconciliation = {
-        **extraction.reconciliation.as_dict(),
-        "graph_errors": tables.graph_errors,
-        **facts,
-    }
-    return _Flattened(day, tables, reconciliation)
+    return DayResult(day, written.rows, reconciliation, written.paths, preview)
 
 
-def _write(staged: _Flattened, root: str, storage_options: Mapping[str, Any] | None) -> DayResult:
-    day, tables = staged.day, staged.tables
-    try:
-        written = write_day(
-            root, day, tables.as_dict(), staged.reconciliation, storage_options=storage_options
-        )
-    except Exception as error:  # noqa: BLE001 - any failure stays in its day
-        return DayResult(day, error=_reason(error))
-    preview = tables.instances.head(PREVIEW_ROWS)[PREVIEW_COLUMNS].astype(str).to_dict("records")
-    return DayResult(day, dict(written.rows), staged.reconciliation, dict(written.paths), preview)
+def _preview(instances: pa.Table) -> list[dict[str, Any]]:
+    head = instances.select(PREVIEW_COLUMNS).slice(0, PREVIEW_ROWS)
+    frame = head.to_pandas(types_mapper=pd.ArrowDtype)
+    return frame.astype(str).to_dict("records")
 
 
 def _reason(error: Exception) -> str:

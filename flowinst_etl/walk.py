@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from flowinst_etl.exceptions import IncompleteExtractionError, ResponseFormatError
 from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
+from flowinst_etl.spool import Kept, Spool, load
 from flowinst_etl.windows import Window, names_one_instant, server_time_to_epoch_ms
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,17 @@ class GatewayConventions:
         self.page_size = self.page_size or self.requested_page_size
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
-    """One record as received, with its trigger time read in the server timezone."""
+    """One record as received (kept by a :class:`~flowinst_etl.spool.Spool`), with its trigger
+    time read in the server timezone."""
 
-    record: dict[str, Any]
+    kept: Kept
     trigger_ms: int
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return load(self.kept)
 
 
 class _Restart(Exception):
@@ -112,6 +118,7 @@ class TypeWalker:
         scheduling_type: 0 manual, 1 periodic, 2 temporary.
         window: the trigger window, half-open.
         server_tz: the zone the gateway's time strings are read in.
+        spool: keeps the records read.
     """
 
     def __init__(
@@ -121,12 +128,14 @@ class TypeWalker:
         scheduling_type: int,
         window: Window,
         server_tz: tzinfo,
+        spool: Spool,
     ) -> None:
         self.client = client
         self.conventions = conventions
         self.scheduling_type = scheduling_type
         self.window = window
         self.server_tz = server_tz
+        self.spool = spool
         self.figures = Figures()
 
     def collect(self) -> tuple[dict[str, Row], Figures]:
@@ -342,18 +351,18 @@ class TypeWalker:
             raise ResponseFormatError(
                 f"a flow instance without an instanceId in the answer: {_describe(record)}"
             )
-        row = Row(record, self._trigger_ms(record))
+        trigger_ms = self._trigger_ms(record)
         for key in ("startTime", "endTime", "timestamp"):
             self._check_one_instant(record, key)
-        if not from_ms <= row.trigger_ms < to_ms:
+        if not from_ms <= trigger_ms < to_ms:
             self._fail(
                 f"instance {instance_id} triggered at {record.get('triggerTime')!r} "
-                f"({_iso(row.trigger_ms)} read in {self.server_tz}) lies outside the window "
+                f"({_iso(trigger_ms)} read in {self.server_tz}) lies outside the window "
                 f"asked for [{_iso(from_ms)}, {_iso(to_ms)}): {self._zone_advice()}"
             )
-        if row.trigger_ms < walk.last_trigger_ms:
+        if trigger_ms < walk.last_trigger_ms:
             self._fail(
-                f"instance {instance_id} at {_iso(row.trigger_ms)} came after one at "
+                f"instance {instance_id} at {_iso(trigger_ms)} came after one at "
                 f"{_iso(walk.last_trigger_ms)}: the gateway does not sort by trigger time"
             )
         if expression and expression not in instance_id.lower():
@@ -361,21 +370,21 @@ class TypeWalker:
                 f"expression {expression!r} matched instance {instance_id} by something other "
                 "than its id, so a tied second cannot be split into disjoint parts"
             )
-        walk.last_trigger_ms = row.trigger_ms
+        walk.last_trigger_ms = trigger_ms
         walk.positions += 1
-        second = row.trigger_ms - row.trigger_ms % SECOND_MS
+        second = trigger_ms - trigger_ms % SECOND_MS
         walk.reads[second] += 1
         seen = walk.rows.get(instance_id)
         if seen is not None:
-            if seen.trigger_ms != row.trigger_ms:
+            if seen.trigger_ms != trigger_ms:
                 self._fail(
                     f"instance {instance_id} moved from {_iso(seen.trigger_ms)} to "
-                    f"{_iso(row.trigger_ms)} while its window was paged; run the day again"
+                    f"{_iso(trigger_ms)} while its window was paged; run the day again"
                 )
             walk.duplicate_seconds.add(second)
             if seen.record != record:
                 self.figures.drift += 1
-        walk.rows[instance_id] = row
+        walk.rows[instance_id] = Row(self.spool.keep(record), trigger_ms)
 
     # --- tied seconds -----------------------------------------------------------------------
 

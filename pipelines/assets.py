@@ -64,7 +64,11 @@ def build_flow_instance_tables(
         """Extract every flow instance of each day once and commit the day's four tables."""
         committed, failed = [], []
         with enos.client() as client:
-            extractor = Extractor(client, max_workers=dataset.max_workers)
+            extractor = Extractor(
+                client,
+                max_workers=dataset.max_workers,
+                records_in_memory=dataset.records_in_memory,
+            )
             extractor.check_access()
             for result in load_days(extractor, partition_days(context), partition_tz, dataset.root):
                 day_listener(result)

@@ -29,6 +29,7 @@ INSTANCES = "flow_instances"
 TASKS = "flow_instance_tasks"
 CHILD_TABLES = [name for name in TABLES if name != INSTANCES]
 
+
 @dataclass
 class CommittedDay:
     """One committed day as read back from the dataset at ``root``, each table read once."""

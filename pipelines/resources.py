@@ -16,6 +16,7 @@ from flowinst_etl.config import (
 )
 from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import DayResult
+from flowinst_etl.spool import RECORDS_IN_MEMORY
 
 DayListener = Callable[[DayResult], None]
 
@@ -70,10 +71,12 @@ class EnosGateway(dg.ConfigurableResource):
 
 
 class Dataset(dg.ConfigurableResource):
-    """Where the dataset lives (a path or an fsspec URL) and how many extractions run at once."""
+    """Where the dataset lives (a path or an fsspec URL), how many extractions run at once, and
+    how many extracted records wait in memory (the rest in temporary files)."""
 
     root: str = "data"
     max_workers: int = 8
+    records_in_memory: int = RECORDS_IN_MEMORY
 
 
 def no_listener(result: DayResult) -> None:
@@ -86,6 +89,10 @@ def run_resources(
     """The resources every run of the assets needs, for one set of pipeline settings."""
     return {
         "enos": EnosGateway.from_env(),
-        "dataset": Dataset(root=settings.data_dir, max_workers=settings.max_workers),
+        "dataset": Dataset(
+            root=settings.data_dir,
+            max_workers=settings.max_workers,
+            records_in_memory=settings.records_in_memory,
+        ),
         "day_listener": dg.ResourceDefinition.hardcoded_resource(listener),
     }

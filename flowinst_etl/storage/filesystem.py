@@ -77,14 +77,21 @@ class Store:
     def url(self, path: str) -> str:
         return path if self.local else self.fs.unstrip_protocol(path)
 
-    def write(self, path: str, write: Callable[[Any], object]) -> None:
-        """Write a new file through ``write(handle)``, durably on a local disk."""
+    @contextlib.contextmanager
+    def create(self, path: str) -> Iterator[Any]:
+        """A new file to write into, made durable on a local disk when the block ends without
+        an exception."""
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(path, "wb") as handle:
-            write(handle)
+            yield handle
             if self.local:
                 handle.flush()
                 os.fsync(handle.fileno())
+
+    def write(self, path: str, write: Callable[[Any], object]) -> None:
+        """Write a new file through ``write(handle)``, durably on a local disk."""
+        with self.create(path) as handle:
+            write(handle)
 
     def move(self, source: str, target: str) -> None:
         """Give a finished file or folder its final name in one step readers cannot observe

@@ -4,8 +4,9 @@ replace of the day's commit record; what no commit names any more is removed aft
 Steps of one write of day D, by write id W (all under D's lock on a local disk):
 
 1. remove what a crashed write of D left (staging, and data files no commit names);
-2. write each table to ``_flowinst/staging/D/W/<table>/part-W.parquet`` and the new commit
-   record beside them;
+2. write each table to ``_flowinst/staging/D/W/<table>/part-W.parquet``, a row group per part
+   of the day appended (so a day of any size is written in bounded memory), then the new
+   commit record beside them;
 3. move each table's file into ``<table>/trigger_date=D/`` (a folder that does not exist yet is
    moved in whole, so it never appears empty);
 4. replace ``_flowinst/commits/D.json``: the day is now W for ``read_table`` and ``dataset()``;
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import partial
@@ -33,7 +34,6 @@ import pyarrow.parquet as pq
 
 from flowinst_etl.exceptions import ConfigError, StoreError
 from flowinst_etl.storage.commits import (
-    Manifest,
     encode,
     legacy_days,
     read_commit,
@@ -99,7 +99,8 @@ def write_day(
     committed file. Readers through :func:`~flowinst_etl.storage.read.read_table` and
     :func:`~flowinst_etl.storage.read.dataset` see the day's previous commit until the new one is
     complete, then only the new one. Concurrent writers of one day on a local disk take turns;
-    the last to commit wins.
+    the last to commit wins. A day too large for memory is written in parts with
+    :func:`open_day`.
 
     Args:
         root: the dataset root, a local path or an fsspec URL such as ``s3://bucket/prefix``.
@@ -118,6 +119,31 @@ def write_day(
             reconciliation value that is not a JSON scalar, or an unusable root.
         StoreError: the storage failed while writing or publishing.
     """
+    checked = _check_reconciliation(reconciliation)
+    with open_day(root, day, tables, storage_options=storage_options) as writer:
+        writer.append(tables)
+        return writer.commit(checked)
+
+
+@contextlib.contextmanager
+def open_day(
+    root: str,
+    day: date,
+    tables: Iterable[str] = TABLES,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[DayWriter]:
+    """Start a write of ``day``'s ``tables``, to be filled a part at a time and committed.
+
+    Inside the block, :meth:`DayWriter.append` adds a part of the day (a row group of each
+    table) and :meth:`DayWriter.commit` publishes the day as :func:`write_day` does; a block
+    left without a commit (an exception included) leaves the day as it was. The day's lock is
+    held for the whole block.
+
+    Raises:
+        ConfigError: an unknown table name, a day that is not a date, or an unusable root.
+        StoreError: the storage failed (also for an ``OSError`` raised inside the block).
+    """
     given = set(tables)
     names = [name for name in TABLES if name in given]
     unknown = sorted(map(str, given - set(TABLES)))
@@ -125,90 +151,117 @@ def write_day(
         raise ConfigError(f"unknown tables {unknown}: expected some of {', '.join(TABLES)}")
     if not isinstance(day, date) or isinstance(day, datetime):
         raise ConfigError(f"day must be a date, not {day!r}")
-    checked = _check_reconciliation(reconciliation)
     store = Store.open(root, storage_options)
-    write_id = uuid.uuid4().hex
     try:
         with store.day_lock(day):
             _migrate_day(store, day)
             _tidy(store, day)
             try:
-                manifests = _stage(store, day, names, tables, checked, write_id)
-                _publish(store, day, write_id, names)
+                with contextlib.ExitStack() as files:
+                    yield DayWriter(store, day, names, files)
             finally:
                 with contextlib.suppress(OSError):
                     _tidy(store, day)
     except OSError as exc:
         raise StoreError(f"could not write day {day} under {root}: {exc}") from exc
-    file = data_file_name(write_id)
-    return WrittenDay(
-        day,
-        {name: store.url(f"{store.folder(name, day)}/{file}") for name in names},
-        {name: manifests[name]["rows"] for name in names},
-        write_id,
-    )
 
 
-def _stage(
-    store: Store,
-    day: date,
-    names: list[str],
-    tables: Mapping[str, pa.Table | pd.DataFrame],
-    reconciliation: dict[str, Any],
-    write_id: str,
-) -> dict[str, Manifest]:
-    """Write every table and the new commit record into the staging folder of this write."""
-    staging = f"{store.staging(day)}/{write_id}"
-    file = data_file_name(write_id)
-    rows: dict[str, int] = {}
-    # One table at a time: a day's peak holds one table's Arrow copy and Parquet buffers, not
-    # all four (extraction of the next days goes on meanwhile).
-    for name in names:
-        arrow = conform(name, tables[name])
-        rows[name] = arrow.num_rows
-        _write_parquet(store, f"{staging}/{name}/{file}", arrow)
-        del arrow
-    written_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    manifests = {
-        name: {
-            "table": name,
-            PARTITION_KEY: day.isoformat(),
-            "rows": count,
-            "schema_fingerprint": schema_fingerprint(TABLES[name]),
-            "file": file,
-            "written_at": written_at,
-            "write_id": write_id,
-            "reconciliation": reconciliation,
+class DayWriter:
+    """One write of a day in progress: a staged Parquet file per table, a row group per part.
+
+    Made by :func:`open_day`, which holds the day's lock and removes what a write left
+    without a commit.
+    """
+
+    def __init__(
+        self, store: Store, day: date, names: list[str], files: contextlib.ExitStack
+    ) -> None:
+        self.store, self.day, self.names = store, day, names
+        self.write_id = uuid.uuid4().hex
+        self.rows = dict.fromkeys(names, 0)
+        self._files = files
+        self._writers = {name: self._open(name) for name in names}
+
+    def _open(self, name: str) -> pq.ParquetWriter:
+        path = f"{self._staging}/{name}/{data_file_name(self.write_id)}"
+        handle = self._files.enter_context(self.store.create(path))
+        schema = TABLES[name]
+        # Statistics of whole JSON documents help no reader; dictionaries of mostly unique
+        # strings cost more time than zstd alone saves space.
+        writer = pq.ParquetWriter(
+            handle,
+            schema,
+            compression=COMPRESSION,
+            use_dictionary=False,
+            write_statistics=[n for n in schema.names if n not in _JSON_COLUMNS],
+        )
+        self._files.callback(writer.close)
+        return writer
+
+    @property
+    def _staging(self) -> str:
+        return f"{self.store.staging(self.day)}/{self.write_id}"
+
+    def append(self, tables: Mapping[str, pa.Table | pd.DataFrame]) -> None:
+        """Add a part of the day: a row group to each table given (one table at a time, so the
+        part's peak holds one table's Arrow copy and Parquet buffers).
+
+        Raises:
+            ConfigError: a table that is not being written, or data that does not fit its
+                schema.
+        """
+        unknown = sorted(map(str, set(tables) - set(self.names)))
+        if unknown:
+            raise ConfigError(f"tables {unknown} are not part of this write of {self.day}")
+        for name in self.names:
+            if name in tables:
+                arrow = conform(name, tables[name])
+                self._writers[name].write_table(arrow)
+                self.rows[name] += arrow.num_rows
+                del arrow
+
+    def commit(self, reconciliation: Mapping[str, int | str | float | bool]) -> WrittenDay:
+        """Finish every file and publish them as the day's new commit.
+
+        Raises:
+            ConfigError: a reconciliation value that is not a JSON scalar.
+            OSError: the storage failed (:func:`open_day` reports it as a ``StoreError``).
+        """
+        checked = _check_reconciliation(reconciliation)
+        self._files.close()  # every Parquet footer written, each file durable
+        store, day, write_id = self.store, self.day, self.write_id
+        file = data_file_name(write_id)
+        written_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        manifests = {
+            name: {
+                "table": name,
+                PARTITION_KEY: day.isoformat(),
+                "rows": count,
+                "schema_fingerprint": schema_fingerprint(TABLES[name]),
+                "file": file,
+                "written_at": written_at,
+                "write_id": write_id,
+                "reconciliation": checked,
+            }
+            for name, count in self.rows.items()
         }
-        for name, count in rows.items()
-    }
-    commit = {
-        PARTITION_KEY: day.isoformat(),
-        "write_id": write_id,
-        "tables": {**read_commit(store, day), **manifests},
-    }
-    store.write(f"{staging}/{COMMIT_FILE}", partial(_write_bytes, encode(commit)))
-    return manifests
+        commit = {
+            PARTITION_KEY: day.isoformat(),
+            "write_id": write_id,
+            "tables": {**read_commit(store, day), **manifests},
+        }
+        store.write(f"{self._staging}/{COMMIT_FILE}", partial(_write_bytes, encode(commit)))
+        _publish(store, day, write_id, self.names)
+        return WrittenDay(
+            day,
+            {name: store.url(f"{store.folder(name, day)}/{file}") for name in self.names},
+            dict(self.rows),
+            write_id,
+        )
 
 
 def _write_bytes(data: bytes, handle: Any) -> None:
     handle.write(data)
-
-
-def _write_parquet(store: Store, path: str, table: pa.Table) -> None:
-    # Statistics of whole JSON documents help no reader; dictionaries of mostly unique strings
-    # cost more time than zstd alone saves space.
-    statistics = [name for name in table.column_names if name not in _JSON_COLUMNS]
-    store.write(
-        path,
-        partial(
-            pq.write_table,
-            table,
-            compression=COMPRESSION,
-            use_dictionary=False,
-            write_statistics=statistics,
-        ),
-    )
 
 
 def _publish(store: Store, day: date, write_id: str, names: list[str]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from functools import cached_property
 
 import pandas as pd
 import pyarrow as pa
@@ -20,26 +21,43 @@ from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.model import FoundInstance
 from flowinst_etl.tables.graphs import child_tables, read_graphs
 from flowinst_etl.tables.records import instances_table, read_records
-from flowinst_etl.tables.schema import TABLES, conform
+from flowinst_etl.tables.schema import TABLES
 
 
 @dataclass(frozen=True)
 class FlowTables:
     """The four output tables of one batch of records, typed as in :mod:`.schema`.
 
+    Built as Arrow tables with exactly the pinned schemas (what is written); each is also
+    given as a DataFrame with Arrow-backed columns, made on first use.
+
     Attributes:
-        instances: one row per instance (``flow_instances``).
-        tasks: one row per task node of a readable graph (``flow_instance_tasks``).
-        relations: one row per dependency edge (``flow_instance_relations``).
-        upstream_flows: one row per upstream flow node (``flow_instance_upstream_flows``).
+        arrow: the tables keyed by output table name, in :data:`~.schema.TABLES` order.
         graph_errors: instances whose graph was missing or unreadable (their ``graph_error``).
     """
 
-    instances: pd.DataFrame
-    tasks: pd.DataFrame
-    relations: pd.DataFrame
-    upstream_flows: pd.DataFrame
+    arrow: dict[str, pa.Table]
     graph_errors: int
+
+    @cached_property
+    def instances(self) -> pd.DataFrame:
+        """One row per instance (``flow_instances``)."""
+        return _frame(self.arrow["flow_instances"])
+
+    @cached_property
+    def tasks(self) -> pd.DataFrame:
+        """One row per task node of a readable graph (``flow_instance_tasks``)."""
+        return _frame(self.arrow["flow_instance_tasks"])
+
+    @cached_property
+    def relations(self) -> pd.DataFrame:
+        """One row per dependency edge (``flow_instance_relations``)."""
+        return _frame(self.arrow["flow_instance_relations"])
+
+    @cached_property
+    def upstream_flows(self) -> pd.DataFrame:
+        """One row per upstream flow node (``flow_instance_upstream_flows``)."""
+        return _frame(self.arrow["flow_instance_upstream_flows"])
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
         """The frames keyed by output table name, in :data:`~.schema.TABLES` order."""
@@ -48,7 +66,11 @@ class FlowTables:
 
     def to_arrow(self) -> dict[str, pa.Table]:
         """The tables as Arrow tables with exactly the pinned schemas, keyed by table name."""
-        return {name: conform(name, frame) for name, frame in self.as_dict().items()}
+        return dict(self.arrow)
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def flatten_instances(
@@ -68,7 +90,8 @@ def flatten_instances(
         extracted_at: when the records were fetched; must be timezone-aware.
 
     Returns:
-        The tables as Arrow-backed DataFrames with exactly the pinned schemas.
+        The tables, as Arrow tables and as Arrow-backed DataFrames, with exactly the pinned
+        schemas.
 
     Raises:
         ConfigError: ``extracted_at`` is naive.
@@ -79,8 +102,5 @@ def flatten_instances(
     graph_values, children = read_graphs(fields.graph_texts, fields.graph_array)
     instances = instances_table(fields, graph_values, extracted_at)
     tables = [instances, *child_tables(children, instances)]
-    instances_frame, tasks, relations, upstream_flows = (
-        table.to_pandas(types_mapper=pd.ArrowDtype) for table in tables
-    )
     graph_errors = len(instances) - instances.column("graph_error").null_count
-    return FlowTables(instances_frame, tasks, relations, upstream_flows, graph_errors)
+    return FlowTables(dict(zip(TABLES, tables, strict=True)), graph_errors)
