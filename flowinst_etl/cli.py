@@ -118,7 +118,7 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=_whole_number(int(low), int(high)),
-        help="concurrent extractions (default FLOWINST_MAX_WORKERS, else 8)",
+        help="requests in flight (default FLOWINST_MAX_WORKERS, else 8)",
     )
     parser.add_argument(
         "--verbose",

@@ -87,6 +87,7 @@ from types import TracebackType
 from flowinst_etl.exceptions import FatalApiError, IncompleteExtractionError
 from flowinst_etl.gateway.client import EnosClient, SearchQuery
 from flowinst_etl.model import SCHEDULING_TYPES, FoundInstance
+from flowinst_etl.read_ahead import ReadAhead
 from flowinst_etl.spool import RECORDS_IN_MEMORY, RecordBudget, Spool
 from flowinst_etl.walk import SECOND_MS, Figures, GatewayConventions, Row, TypeWalker
 from flowinst_etl.windows import Window
@@ -215,21 +216,29 @@ class Extractor:
         """
         server_tz = self.client.server_timezone()
         units = ((w, t) for w in windows for t in SCHEDULING_TYPES)
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="flowinst-extract") as pool:
+        workers = self.max_workers
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="flowinst-extract") as pool,
+            ThreadPoolExecutor(workers, thread_name_prefix="flowinst-read-ahead") as pages,
+        ):
             feed = _Feed(
-                pool, self.max_workers, units, lambda w, t: self._extract_unit(w, t, server_tz)
+                pool, workers, units, lambda w, t: self._extract_unit(w, t, server_tz, read_ahead)
             )
+            read_ahead = ReadAhead(pages, workers, lambda: feed.running)
+            feed.start()
             try:
                 yield from iter(feed.take, None)  # no local keeps a window the caller let go
             finally:
                 feed.close()
 
-    def _extract_unit(self, window: Window, scheduling_type: int, server_tz: tzinfo) -> _Part:
+    def _extract_unit(
+        self, window: Window, scheduling_type: int, server_tz: tzinfo, read_ahead: ReadAhead
+    ) -> _Part:
         spool = Spool(self.budget)
         try:
             self._learn_conventions(window)
             walker = TypeWalker(
-                self.client, self.conventions, scheduling_type, window, server_tz, spool
+                self.client, self.conventions, scheduling_type, window, server_tz, spool, read_ahead
             )
             return (scheduling_type, *walker.collect(), spool)
         except BaseException:
@@ -316,6 +325,9 @@ class _Feed:
         self.failed: dict[Window, Exception] = {}
         self.ready: deque[tuple[Window, Extraction | Exception]] = deque()
         self.fatal: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the first walks."""
         with self.condition:
             self._fill()
 

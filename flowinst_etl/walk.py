@@ -5,15 +5,19 @@ The beliefs this relies on, and how each is checked, are listed in ``flowinst_et
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
+from functools import partial
 from typing import Any, NoReturn
 
 from flowinst_etl.exceptions import IncompleteExtractionError, ResponseFormatError
 from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
+from flowinst_etl.read_ahead import ReadAhead
 from flowinst_etl.spool import Kept, Spool, load
 from flowinst_etl.windows import Window, names_one_instant, server_time_to_epoch_ms
 
@@ -107,6 +111,8 @@ class _Walk:
         self.last_trigger_ms = -(2**63)
         #: ended on a short page with ``count`` a page length: what follows must be probed
         self.open_end = False
+        #: pages asked for ahead of the one being read, by page number
+        self.ahead: dict[int, Future[SearchPage]] = {}
 
 
 class TypeWalker:
@@ -119,6 +125,7 @@ class TypeWalker:
         window: the trigger window, half-open.
         server_tz: the zone the gateway's time strings are read in.
         spool: keeps the records read.
+        read_ahead: lends idle request slots for pages ahead of the one being read.
     """
 
     def __init__(
@@ -129,6 +136,7 @@ class TypeWalker:
         window: Window,
         server_tz: tzinfo,
         spool: Spool,
+        read_ahead: ReadAhead,
     ) -> None:
         self.client = client
         self.conventions = conventions
@@ -136,7 +144,9 @@ class TypeWalker:
         self.window = window
         self.server_tz = server_tz
         self.spool = spool
+        self.read_ahead = read_ahead
         self.figures = Figures()
+        self._figures_lock = threading.Lock()  # pages read ahead count their requests too
 
     def collect(self) -> tuple[dict[str, Row], Figures]:
         """Every instance of the type in the window, by id, with the figures of reading it.
@@ -189,8 +199,14 @@ class TypeWalker:
                 continue
 
     def _walk_once(self, from_ms: int, to_ms: int, expression: str) -> _Walk:
-        size = self.conventions.page_size
-        walk = _Walk(from_ms, to_ms, expression, size)
+        walk = _Walk(from_ms, to_ms, expression, self.conventions.page_size)
+        try:
+            return self._pages(walk)
+        finally:
+            self._drop_ahead(walk)
+
+    def _pages(self, walk: _Walk) -> _Walk:
+        from_ms, to_ms, expression, size = walk.from_ms, walk.to_ms, walk.expression, walk.size
         page_no = self._first_page()
         first: list[dict[str, Any]] | None = None
         stale = 0  # consecutive pages that brought no new instance
@@ -323,7 +339,7 @@ class TypeWalker:
 
     def _page(self, walk: _Walk, page_no: int) -> list[dict[str, Any]]:
         size = walk.size
-        page = self._search(walk.from_ms, walk.to_ms, walk.expression, page_no, size)
+        page = self._fetch(walk, page_no)
         records = page.records
         if len(records) > size:
             raise ResponseFormatError(f"the gateway sent {len(records)} rows for pageSize {size}")
@@ -341,7 +357,40 @@ class TypeWalker:
         walk.last_count = page.count
         for record in records:
             self._take(walk, record)
+        self._ask_ahead(walk, page_no)
         return records
+
+    # --- pages read ahead -------------------------------------------------------------------
+
+    def _fetch(self, walk: _Walk, page_no: int) -> SearchPage:
+        """Page ``page_no`` of ``walk``: the one asked for ahead, or asked for now."""
+        ahead = walk.ahead.pop(page_no, None)
+        if ahead is not None:
+            return ahead.result()
+        return self._search(walk.from_ms, walk.to_ms, walk.expression, page_no, walk.size)
+
+    def _ask_ahead(self, walk: _Walk, page_no: int) -> None:
+        """Ask for the pages after ``page_no`` that the walk will read, as far as idle request
+        slots allow: only where ``count`` is a total (the pages left are known) and past the
+        first page (page numbers are then consecutive). They are still checked in order."""
+        if page_no < 1 or not walk.count_is_total or walk.last_count is None:
+            return
+        left = -(-(walk.last_count - walk.positions) // walk.size)
+        for ahead_no in range(page_no + 1, page_no + 1 + min(left, self.read_ahead.depth())):
+            if ahead_no not in walk.ahead:
+                request = partial(
+                    self._search, walk.from_ms, walk.to_ms, walk.expression, ahead_no, walk.size
+                )
+                walk.ahead[ahead_no] = self.read_ahead.submit(request)
+
+    def _drop_ahead(self, walk: _Walk) -> None:
+        """Let go of pages asked for ahead that the walk did not read (it restarted, ended or
+        failed); one already sent is waited for, so its request is in the figures."""
+        for ahead in walk.ahead.values():
+            if not ahead.cancel():
+                with contextlib.suppress(Exception):
+                    ahead.result()
+        walk.ahead.clear()
 
     def _take(self, walk: _Walk, record: dict[str, Any]) -> None:
         """Add one row to a walk, checking everything one row can show."""
@@ -528,14 +577,16 @@ class TypeWalker:
         sorter = self.conventions.sorter_field
         assert sorter is not None
         query = SearchQuery(self.scheduling_type, low, high, page_no, size, sorter, expression)
-        page = self.client.search(query)
+        with self.read_ahead.slot():
+            page = self.client.search(query)
         figures, attempts = self.figures, page.attempts
-        figures.requests += 1 + attempts.retries + attempts.resends
-        figures.pages += 1
-        figures.retries += attempts.retries
-        figures.throttled += attempts.throttled
-        figures.token_renewals += attempts.token_renewals
-        figures.rate_limit_wait_ms += round(attempts.limiter_wait_s * 1000)
+        with self._figures_lock:
+            figures.requests += 1 + attempts.retries + attempts.resends
+            figures.pages += 1
+            figures.retries += attempts.retries
+            figures.throttled += attempts.throttled
+            figures.token_renewals += attempts.token_renewals
+            figures.rate_limit_wait_ms += round(attempts.limiter_wait_s * 1000)
         return page
 
     def _trigger_ms(self, record: dict[str, Any]) -> int:

@@ -140,6 +140,23 @@ def test_count_reconciles_with_rows_received() -> None:
     assert figures.pages == figures.requests - figures.retries
 
 
+@pytest.mark.parametrize("workers", [3, 8])
+def test_one_window_reads_pages_ahead_within_its_workers(workers: int) -> None:
+    """The three walks of one window leave workers idle: where ``count`` is a total they ask
+    for pages ahead, never with more requests in flight than workers, and stay exact while
+    instances arrive and ties are reordered per page."""
+    config = emulator_config(latency_ms=40, tie_order="by_page", insert_every=4, insert_count=2)
+    window = day_window(DAYS[0], zone("Asia/Shanghai"))
+    with Emulator(config) as emulator:
+        with EnosClient(settings_for(emulator, page_size=PAGE_SIZE)) as client:
+            extraction = Extractor(client, max_workers=workers).extract(window)
+        assert_exact(emulator, extraction)
+        peak = emulator.peak_requests_in_flight()
+    assert peak <= workers
+    if workers > 3:
+        assert peak > 3, "no page was asked for ahead"
+
+
 def test_empty_window_yields_no_instances() -> None:
     with Emulator(emulator_config()) as emulator:
         window = day_window(DAYS[-1] + timedelta(days=30), zone("UTC"))

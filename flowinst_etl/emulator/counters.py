@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 
 COUNTER_NAMES = (
     "requests",
@@ -38,6 +40,8 @@ class Counters:
         self._values = dict.fromkeys(COUNTER_NAMES, 0)
         self._request_times: deque[float] = deque()
         self._peak_requests_per_s = 0
+        self._in_flight = 0
+        self._peak_in_flight = 0
 
     def add(self, name: str, amount: int = 1) -> None:
         """Increase one counter.
@@ -56,6 +60,23 @@ class Counters:
         while self._request_times[0] <= now - 1.0:
             self._request_times.popleft()
         self._peak_requests_per_s = max(self._peak_requests_per_s, len(self._request_times))
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count a request as in flight while it is served."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def peak_in_flight(self) -> int:
+        """The most requests ever served at the same time."""
+        with self._lock:
+            return self._peak_in_flight
 
     def peak_requests_per_second(self) -> int:
         """The most requests received within any one second (a sliding window) so far."""

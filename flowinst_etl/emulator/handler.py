@@ -78,6 +78,10 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         """Stay silent: tests and benchmarks read counters, not access logs."""
 
     def _answer(self, method: str) -> None:
+        with self.server.runtime.counters.serving():
+            self._serve(method)
+
+    def _serve(self, method: str) -> None:
         runtime = self.server.runtime
         config = runtime.config
         runtime.counters.add("requests")

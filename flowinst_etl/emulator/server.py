@@ -147,6 +147,11 @@ class Emulator:
         the load a gateway saw at its busiest, to compare with a configured rate limit."""
         return self._runtime.counters.peak_requests_per_second()
 
+    def peak_requests_in_flight(self) -> int:
+        """The most requests of any kind served at the same time so far: how many a client kept
+        in flight at its busiest."""
+        return self._runtime.counters.peak_in_flight()
+
     def revoke_tokens(self) -> None:
         """Invalidate every access token issued so far; clients must fetch new ones."""
         self._runtime.tokens.revoke_all()
