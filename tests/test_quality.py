@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowinst_etl.quality import (
     duplicate_instance_ids,
@@ -42,3 +46,34 @@ def test_a_repeated_instance_id_is_left_to_the_uniqueness_rule() -> None:
     assert task_count_mismatches(doubled, tasks) == {}
     assert task_count_mismatches(doubled, tasks.iloc[:1]) == {"1-a": "2 counted, 1 rows"}
     assert duplicate_instance_ids(doubled) == ["1-a"]
+
+
+ids = st.sampled_from(["1-a", "2-a", "3-a", "4-b", "5-c"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    instances=st.lists(st.tuples(ids, st.one_of(st.none(), st.integers(0, 3))), max_size=8),
+    tasks=st.lists(ids, max_size=12),
+    arrow=st.booleans(),
+)
+def test_rules_agree_with_counting_by_hand(
+    instances: list[tuple[str, int | None]], tasks: list[str], arrow: bool
+) -> None:
+    frame = pd.DataFrame(instances, columns=["instance_id", "task_count"]).astype(
+        {"instance_id": "string[pyarrow]" if arrow else object, "task_count": "Int64"}
+    )
+    children = pd.DataFrame({"instance_id": pd.Series(tasks, dtype=object)})
+    seen = Counter(i for i, _ in instances)
+    assert duplicate_instance_ids(frame) == sorted(i for i, n in seen.items() if n > 1)
+    assert orphan_instance_ids(frame, children) == sorted(set(tasks) - set(seen))
+    first: dict[str, int] = {}
+    for instance_id, count in instances:
+        first.setdefault(instance_id, count or 0)
+    rows = Counter(tasks)
+    expected = {
+        i: f"{first.get(i, 0)} counted, {rows[i]} rows"
+        for i in sorted(set(first) | set(rows))
+        if first.get(i, 0) != rows[i]
+    }
+    assert task_count_mismatches(frame, children) == expected

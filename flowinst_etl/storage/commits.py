@@ -95,14 +95,24 @@ def legacy_days(store: Store, table: str) -> list[date]:
     return sorted(days)
 
 
+def day_manifest(store: Store, table: str, day: date) -> Manifest | None:
+    """The manifest of ``table``'s committed file of ``day``: from its commit record, or for a
+    day without one from the old layout's manifest; ``None`` when the day is not committed."""
+    commit = read_commit(store, day)
+    return commit.get(table) if commit else read_legacy_manifest(store, table, day)
+
+
 def table_manifests(
     store: Store, table: str, first: date | None = None, last: date | None = None
 ) -> dict[date, Manifest]:
     """Day -> the manifest of the committed data file of ``table``, for the days in range.
 
     A day with a commit record is read from it; a day without one, from the old layout's
-    manifest if there is one.
+    manifest if there is one. One day is looked up directly, a range by listing the dataset.
     """
+    if first is not None and first == last:
+        manifest = day_manifest(store, table, first)
+        return {} if manifest is None else {first: manifest}
 
     def wanted(day: date) -> bool:
         return (first is None or day >= first) and (last is None or day <= last)

@@ -15,6 +15,7 @@ from flowinst_etl.exceptions import ConfigError, StoreError
 from flowinst_etl.storage.commits import (
     Manifest,
     committed_days,
+    day_manifest,
     legacy_days,
     read_commit,
     read_legacy_manifest,
@@ -192,7 +193,6 @@ def read_manifest(
     store = Store.open(root, storage_options)
     when = as_day(day, "day")
     try:
-        commit = read_commit(store, when)
-        return commit.get(table) if commit else read_legacy_manifest(store, table, when)
+        return day_manifest(store, table, when)
     except OSError as exc:
         raise StoreError(f"could not read the commit of {when} under {root}: {exc}") from exc
