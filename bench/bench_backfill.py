@@ -13,13 +13,14 @@ are its own:
             short page, ``r.json()``, ``pandas.json_normalize`` of the records and of the graphs'
             tasks, ``to_parquet`` per day.
 
-Then the same for one big day. Every figure is a ratio to another measured in the same run, so a
-shared or busy machine shifts all of them alike. The emulator serves at most 100,000 instances per
-server day (``EmulatorConfig.per_day``), and generating that many takes it minutes before it
-listens; a partition day (UTC) holds about ``--per-day`` instances.
+Then the backfill alone over a longer range (``--long-days``), whose peak RSS must stay that of the
+shorter one, and the three clients for one big day. Every figure is a ratio to another measured in
+the same run, so a shared or busy machine shifts all of them alike. The emulator serves at most
+200,000 instances per server day (``EmulatorConfig.per_day``) and takes about a minute to
+generate that many; a partition day (UTC) holds about ``--per-day`` instances.
 
     .venv/bin/python bench/bench_backfill.py [--days 30] [--per-day 3000] [--big-day 200000]
-        [--rounds 2] [--latency-ms 20] [--skip-big]
+        [--rounds 2] [--latency-ms 20] [--skip-big] [--long-days 90]
 """
 
 from __future__ import annotations
@@ -376,10 +377,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each client (2)")
     parser.add_argument("--latency-ms", type=int, default=20, help="gateway latency (20)")
     parser.add_argument("--skip-big", action="store_true", help="leave out the big day")
+    parser.add_argument(
+        "--long-days", type=int, default=90, help="days of the longer range for RSS (90; 0: skip)"
+    )
     args = parser.parse_args()
     # Complete UTC days well in the past; the emulator's server-local days (GMT+8) cover them.
     last = datetime.now(timezone.utc).date() - timedelta(days=2)
     first = last - timedelta(days=args.days - 1)
+    long_first = last - timedelta(days=max(args.days, args.long_days) - 1)
     load = os.getloadavg()
     print(
         f"{args.days} days x {args.per_day} instances/day, big day {args.big_day}, "
@@ -387,9 +392,17 @@ def main() -> None:
         f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
         flush=True,
     )
-    with emulator(first, last + timedelta(days=1), args.per_day, args.latency_ms) as gateway:
+    with emulator(long_first, last + timedelta(days=1), args.per_day, args.latency_ms) as gateway:
         runs = compare(gateway, first, args.days, args.rounds)
-    small = report(f"{args.days} days", runs)["backfill"]
+        small = report(f"{args.days} days", runs)["backfill"]
+        if args.long_days:
+            long = run_client("backfill", gateway, long_first, args.long_days)
+            print(
+                f"  backfill over {args.long_days} days: {long.wall_s:.2f} s wall, "
+                f"{long.cpu_s:.2f} s CPU, peak RSS {long.rss_mb:.0f} MB = "
+                f"{long.rss_mb / small.rss_mb:.2f}x the {args.days}-day peak (goal <= 1.1x)",
+                flush=True,
+            )
     if args.skip_big:
         return
     with emulator(last, last + timedelta(days=1), args.big_day, args.latency_ms) as gateway:
