@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from flowinst_etl.exceptions import FlowinstError
+from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
 from flowinst_etl.interrupts import deferred_interrupts
 from flowinst_etl.storage.write import open_day, repair
@@ -75,8 +75,11 @@ def load_days(
         One result per day, as soon as the day is committed or has failed.
 
     Raises:
+        ConfigError: ``chunk_instances`` is below 1.
         StoreError: what earlier crashed writes left under ``root`` could not be removed.
     """
+    if chunk_instances < 1:
+        raise ConfigError(f"chunk_instances must be at least 1, not {chunk_instances}")
     for day in repair(root, storage_options=storage_options):
         log.warning("removed what an unfinished write of %s left", day)
     windows = {day_window(day, partition_tz): day for day in days}

@@ -16,6 +16,8 @@ import tempfile
 import threading
 from typing import Any, BinaryIO
 
+from flowinst_etl.exceptions import ConfigError
+
 #: Records held in memory across every extracted window not yet written, by default: about
 #: 100 MB of records (those of four 3,000-instance days in flight fit).
 RECORDS_IN_MEMORY = 25_000
@@ -25,6 +27,8 @@ class RecordBudget:
     """How many more records may be held in memory; shared by the spools of one run."""
 
     def __init__(self, records: int = RECORDS_IN_MEMORY) -> None:
+        if records < 0:
+            raise ConfigError(f"records in memory must be 0 or more, not {records}")
         self._left = records
         self._lock = threading.Lock()
 
