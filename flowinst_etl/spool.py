@@ -16,7 +16,7 @@ import tempfile
 import threading
 from typing import Any, BinaryIO
 
-from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.exceptions import ConfigError, StoreError
 
 #: Records held in memory across every extracted window not yet written, by default: about
 #: 100 MB of records (those of four 3,000-instance days in flight fit).
@@ -74,20 +74,33 @@ class Spool:
         self._size = 0
 
     def keep(self, record: dict[str, Any]) -> Kept:
-        """Keep ``record``; what comes back gives it again through :func:`load`."""
+        """Keep ``record``; what comes back gives it again through :func:`load`.
+
+        Raises:
+            StoreError: the temporary file could not be made or written (no room, no folder).
+        """
         if self.budget.take():
             self.held += 1
             return record
         data = pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
+        try:
+            self._append(data)
+        except OSError as exc:
+            raise StoreError(
+                "records beyond FLOWINST_RECORDS_IN_MEMORY could not wait in a temporary file "
+                f"under {tempfile.gettempdir()}: {exc}; point TMPDIR at a folder with room, or "
+                "raise FLOWINST_RECORDS_IN_MEMORY"
+            ) from exc
+        self._size += len(data)
+        return Spilled(self, self._size - len(data), len(data))
+
+    def _append(self, data: bytes) -> None:
         if self._file is None:  # unnamed: gone with the process, whatever ends it
             self._file = tempfile.TemporaryFile(prefix="flowinst-records-", buffering=0)
-        offset = self._size
-        descriptor = self._file.fileno()
+        descriptor, offset = self._file.fileno(), self._size
         written = os.pwrite(descriptor, data, offset)
         while written < len(data):
             written += os.pwrite(descriptor, data[written:], offset + written)
-        self._size += len(data)
-        return Spilled(self, offset, len(data))
 
     def read(self, offset: int, length: int) -> dict[str, Any]:
         assert self._file is not None

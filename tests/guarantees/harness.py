@@ -85,9 +85,14 @@ def cli_command(*args: str, module: str = "flowinst_etl.cli") -> list[str]:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str], cwd: Path, module: str = "flowinst_etl.cli"
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    module: str = "flowinst_etl.cli",
+    before_start: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``flowinst-etl ARGS`` in a subprocess and wait for it."""
+    """Run ``flowinst-etl ARGS`` in a subprocess and wait for it; ``before_start`` runs in the
+    child before the command (to set limits)."""
     return subprocess.run(
         cli_command(*args, module=module),
         env={**env, "PYTHONPATH": str(REPOSITORY)},
@@ -96,6 +101,7 @@ def run_cli(
         text=True,
         timeout=CLI_TIMEOUT_S,
         check=False,
+        preexec_fn=before_start,
     )
 
 

@@ -11,7 +11,9 @@ days as it was.
 from __future__ import annotations
 
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -423,3 +425,23 @@ def test_instances_with_unknown_status_codes_are_kept(tmp_path: Path) -> None:
     # beyond the int16 column the code cannot be kept, but the instance and the reason are
     assert pd.isna(frame.loc["10-20261120000000", "status"])
     assert "status: 99999 is out of range" in frame.loc["10-20261120000000", "record_error"]
+
+
+def _no_room_for_files() -> None:
+    """In the child: files may not grow past 64 KB, and writing past that is an error, not a
+    signal; records waiting beyond the memory budget need more."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_records_that_cannot_wait_on_disk_fail_their_day_naming_the_settings(
+    emulator: Emulator, data_dir: Path, tmp_path: Path
+) -> None:
+    before = snapshot(data_dir)
+    env = emulator_environment(emulator, FLOWINST_RECORDS_IN_MEMORY="0", TMPDIR=str(tmp_path))
+    done = run_cli(
+        *backfill_args(DAY, DAY, data_dir), env=env, cwd=tmp_path, before_start=_no_room_for_files
+    )
+    assert done.returncode == 1, describe(done)
+    assert naming(done, str(DAY), "FLOWINST_RECORDS_IN_MEMORY", "TMPDIR"), describe(done)
+    assert snapshot(data_dir) == before, "the committed day was touched"
