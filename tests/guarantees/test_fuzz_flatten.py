@@ -227,6 +227,9 @@ def graph_texts(draw: st.DrawFn) -> Any:
         return draw(any_text)
     if kind == 4:  # not text at all: the object itself
         return graph
+    if kind == 5:  # a number strict JSON has no room for, beside the graph
+        number = draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1E+400"]))
+        return f'{{"score": {number}, "graph": {text}}}'
     return text
 
 
