@@ -11,6 +11,7 @@ instants (``names_one_instant`` tells which strings do not name one).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
@@ -133,13 +134,20 @@ def server_time_to_utc(text: str | None, server_tz: tzinfo) -> datetime | None:
     if not text:
         return None
     if type(server_tz) is timezone and _PLAIN_SECOND.match(text):
-        # Read in C; the same instant as the reading below, which also words any error.
+        # Read in C with the zone's offset written out: the same instant as the reading below,
+        # which also words any error.
         try:
-            local = datetime.fromisoformat(text) - server_tz.utcoffset(None)
-            return local.replace(tzinfo=timezone.utc)
+            local = datetime.fromisoformat(text + _offset_text(server_tz))
+            return local.astimezone(timezone.utc)
         except (ValueError, OverflowError):
             pass
     return _local_time(text, server_tz).astimezone(timezone.utc)
+
+
+@functools.lru_cache(maxsize=64)
+def _offset_text(server_tz: timezone) -> str:
+    """A fixed offset as ``isoformat`` writes it (``+08:00``), which ``fromisoformat`` reads."""
+    return datetime(2000, 1, 1, tzinfo=server_tz).isoformat()[19:]
 
 
 def _local_time(text: str, server_tz: tzinfo) -> datetime:
