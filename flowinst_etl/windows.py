@@ -11,6 +11,7 @@ instants (``names_one_instant`` tells which strings do not name one).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
@@ -23,6 +24,13 @@ _GMT_OFFSET = re.compile(
 )
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SERVER_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\Z")
+#: The server time strings ``datetime.fromisoformat`` reads exactly as ``_local_time`` does, on
+#: every Python version (ASCII digits, hours 00-23; fractions are left to ``_local_time``).
+_PLAIN_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}\Z")
+#: The same with a fraction of any length, which cannot make a valid time invalid.
+_PLAIN_FRACTION = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?\Z"
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,21 @@ def server_time_to_utc(text: str | None, server_tz: tzinfo) -> datetime | None:
     """
     if not text:
         return None
+    if type(server_tz) is timezone and _PLAIN_SECOND.match(text):
+        # Read in C with the zone's offset written out: the same instant as the reading below,
+        # which also words any error.
+        try:
+            local = datetime.fromisoformat(text + _offset_text(server_tz))
+            return local.astimezone(timezone.utc)
+        except (ValueError, OverflowError):
+            pass
     return _local_time(text, server_tz).astimezone(timezone.utc)
+
+
+@functools.lru_cache(maxsize=64)
+def _offset_text(server_tz: timezone) -> str:
+    """A fixed offset as ``isoformat`` writes it (``+08:00``), which ``fromisoformat`` reads."""
+    return datetime(2000, 1, 1, tzinfo=server_tz).isoformat()[19:]
 
 
 def _local_time(text: str, server_tz: tzinfo) -> datetime:
@@ -157,6 +179,13 @@ def names_one_instant(text: str, server_tz: tzinfo) -> bool:
     Raises:
         ValueError: the text is not a server time string.
     """
+    if type(server_tz) is timezone and _PLAIN_FRACTION.match(text):
+        # A datetime.timezone has one offset whatever the fold: only whether the time exists.
+        try:
+            datetime.fromisoformat(text[:19])
+            return True
+        except ValueError:
+            pass
     local = _local_time(text, server_tz)
     return local.utcoffset() == local.replace(fold=1).utcoffset()
 

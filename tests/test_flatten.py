@@ -209,6 +209,34 @@ def test_numbers_sent_as_strings_are_read_as_numbers() -> None:
     assert tables.instances["alert_mode"].tolist() == [3]
 
 
+def test_ids_sent_against_the_documented_json_types_are_read_exactly() -> None:
+    """enos-api.md: taskId and alertMode come as numbers, flows[].flowId as text; a batch that
+    sends them the other way round, and one with an unknown field of changing type, read alike."""
+    documented = [r.record for r in day_records(1100)]
+    swapped = graph(9001, "20190812080722", 2, upstream=(2788,))
+    for task in swapped["tasks"]:
+        task["taskId"] = str(task["taskId"])
+    swapped["flows"][0]["flowId"] = 2788
+    swapped["alertMode"] = "3"
+    unknown = {**graph(9002, "20190812080722", 1), "calDt": [1, "a"], "id": "x"}
+    records = [record(9001, graph=json.dumps(swapped)), record(9002, graph=json.dumps(unknown))]
+
+    tables = flatten(documented + records)
+
+    assert tables.graph_errors == 0
+    expected = {
+        item["instanceId"]: task_ids(item["flowId"], 1 + number % 5)
+        for number, item in enumerate(documented)
+    }
+    expected |= {"9001-20190812080722": [900101, 900102], "9002-20190812080722": [900201]}
+    read = tables.tasks.groupby("instance_id", sort=False)["task_id"].apply(list).to_dict()
+    assert read == expected
+    flows = tables.upstream_flows.set_index("instance_id")["flow_id"]
+    assert flows["9001-20190812080722"] == 2788
+    assert len(flows) == 550 + 1
+    assert tables.instances["alert_mode"].tolist() == [3] * 1102
+
+
 def test_one_odd_graph_does_not_change_the_rows_of_the_others() -> None:
     good = [r.record for r in day_records(40)]
     odd = _with_graph(json.dumps({**_good_graph(), "tasks": [{"taskId": "7", "x": 1}]}), 9999)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.windows import (
@@ -143,3 +146,55 @@ def test_a_local_time_a_zone_repeats_or_skips_names_no_single_instant(
     text: str, zone_name: str, one: bool
 ) -> None:
     assert names_one_instant(text, server_zone(zone_name)) is one
+
+
+class _Fixed(tzinfo):
+    """A fixed offset that is not a ``datetime.timezone``: read like any other zone."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self._offset = offset
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return self._offset
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+
+def _outcome(read: Callable[[], object]) -> object:
+    try:
+        return read()
+    except (ValueError, OverflowError) as exc:
+        return type(exc), str(exc)
+
+
+_TIME_TEXTS = st.one_of(
+    st.from_regex(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,8})?", fullmatch=True
+    ),
+    st.from_regex(r"(0001-01-01|9999-12-31) [0-2][0-9]:[0-5][0-9]:[0-5][0-9]", fullmatch=True),
+    st.sampled_from(["2026-02-29 00:00:00", "2026-01-01 24:00:00", "2026-01-01T00:00:00"]),
+    st.text(alphabet="0123456789-: .T+\uff10\u0661Z", max_size=24),
+)
+
+
+@given(
+    _TIME_TEXTS,
+    st.one_of(
+        st.integers(-14 * 4, 14 * 4).map(lambda quarters: timedelta(minutes=15 * quarters)),
+        st.timedeltas(-timedelta(hours=23, minutes=59), timedelta(hours=23, minutes=59)),
+    ),
+)
+def test_a_fixed_offset_zone_reads_every_text_as_any_other_zone_of_that_offset(
+    text: str, offset: timedelta
+) -> None:
+    fixed, other = timezone(offset), _Fixed(offset)
+    assert _outcome(lambda: server_time_to_utc(text, fixed)) == _outcome(
+        lambda: server_time_to_utc(text, other)
+    )
+    assert _outcome(lambda: server_time_to_epoch_ms(text, fixed)) == _outcome(
+        lambda: server_time_to_epoch_ms(text, other)
+    )
+    assert _outcome(lambda: names_one_instant(text, fixed)) == _outcome(
+        lambda: names_one_instant(text, other)
+    )

@@ -1,10 +1,12 @@
 """Embedded graph JSON -> per-graph instance values and the tasks, relations and upstream flows.
 
 The embedded ``graph`` JSON dominates the cost of flattening. Graphs are read in batches by
-Arrow's JSON reader, which only accepts values that already have the declared types; a batch it
-refuses is read again graph by graph with ``json.loads`` and lenient, per-value conversion. Both
-paths give the same result for every graph the fast one accepts, so the slow path only costs
-time, never meaning. A graph that cannot be read sets only its own ``graph_error``.
+Arrow's JSON reader, which only accepts values that already have the declared types: first with
+every integer field declared as the JSON type the EnOS documents give it and unknown fields
+skipped; a batch that does not fit is read again with integer fields left to type inference, and
+a batch refused then is read graph by graph with ``json.loads`` and lenient, per-value conversion.
+Every path gives the same result for every graph it accepts, so the slower ones only cost time,
+never meaning. A graph that cannot be read sets only its own ``graph_error``.
 """
 
 from __future__ import annotations
@@ -40,11 +42,17 @@ _PLAIN_INT = r"^-?[0-9]+$"
 
 @dataclass(frozen=True)
 class _Field:
-    """One output column read from a JSON object under any of its spellings (preferred first)."""
+    """One output column read from a JSON object under any of its spellings (preferred first).
+
+    ``sent_as`` is, for an integer column, the JSON type the documents say it comes as: a number
+    (``int64``) or text (``string``); enos-api.md section 3 (``taskId`` a number in every sample,
+    ``flows[].flowId`` a String, ``alertMode`` an Integer).
+    """
 
     column: str
     keys: tuple[str, ...]
     kind: Kind
+    sent_as: pa.DataType = pa.int64()
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ _CHILDREN = (
         "flows",
         ("instance_id",),
         (
-            _Field("flow_id", ("flowId", "flow_id"), INT64),
+            _Field("flow_id", ("flowId", "flow_id"), INT64, pa.string()),
             _Field("flow_name", ("flowName", "flow_name"), TEXT),
             _Field("node_id", ("nodeId", "node_id"), TEXT),
             _Field("flow_inst_id", ("flowInstId", "flow_inst_id"), TEXT),
@@ -247,21 +255,37 @@ def _rows_table(rows: list[tuple[Any, ...]], child: _Child) -> pa.Table:
 # --- the fast reading, a batch at a time ------------------------------------------------------
 
 
-def _fast_struct_type(fields: Iterable[_Field]) -> list[pa.Field]:
-    """Declared Arrow types for the fast reader; integers are left to inference, because the
-    gateway sends ids both as numbers and as digit strings."""
-    return [pa.field(key, f.kind.arrow) for f in fields if not f.kind.bits for key in f.keys]
+def _fast_struct_type(fields: Iterable[_Field], documented: bool) -> list[pa.Field]:
+    """Declared Arrow types for the fast reader. Integers come as the documents say when
+    ``documented``, else they are left to inference, because the gateway sends ids both as
+    numbers and as digit strings."""
+    return [
+        pa.field(key, f.sent_as if f.kind.bits else f.kind.arrow)
+        for f in fields
+        if documented or not f.kind.bits
+        for key in f.keys
+    ]
 
 
-_FAST_GRAPH = pa.struct(
-    _fast_struct_type(_GRAPH_FIELDS)
-    + [pa.field("owners", pa.string())]
-    + [pa.field(c.key, pa.list_(pa.struct(_fast_struct_type(c.fields)))) for c in _CHILDREN]
-)
-_FAST_OPTIONS = pa_json.ParseOptions(
-    explicit_schema=pa.schema([("i", pa.int64()), ("g", _FAST_GRAPH)]),
-    unexpected_field_behavior="infer",
-)
+def _fast_options(documented: bool) -> pa_json.ParseOptions:
+    """The reader's options. Inferring the types of unknown fields costs about a sixth of the
+    reading, but leaving integers to inference needs it: a skipped field would read as null."""
+    graph = pa.struct(
+        _fast_struct_type(_GRAPH_FIELDS, documented)
+        + [pa.field("owners", pa.string())]
+        + [
+            pa.field(c.key, pa.list_(pa.struct(_fast_struct_type(c.fields, documented))))
+            for c in _CHILDREN
+        ]
+    )
+    return pa_json.ParseOptions(
+        explicit_schema=pa.schema([("i", pa.int64()), ("g", graph)]),
+        unexpected_field_behavior="ignore" if documented else "infer",
+    )
+
+
+_AS_DOCUMENTED = _fast_options(documented=True)
+_INFERRED = _fast_options(documented=False)
 
 
 def _fast_cast(values: pa.Array, kind: Kind) -> pa.Array:
@@ -307,15 +331,15 @@ def _json_lines(texts: pa.StringArray) -> tuple[pa.Buffer, pa.Array]:
     return data.slice(start, end - start), positions
 
 
-def _graphs_fast(rows: list[int], texts: pa.StringArray) -> _Graphs:
-    """Graphs read as one batch by Arrow's JSON reader.
+def _graphs_fast(rows: list[int], texts: pa.StringArray, options: pa_json.ParseOptions) -> _Graphs:
+    """Graphs read as one batch by Arrow's JSON reader with ``options``.
 
     Raises:
         Refused: the reader's rows are not exactly the graphs (the caller falls back).
         pyarrow.ArrowException: the reader refused the batch (the caller falls back).
     """
     lines, positions = _json_lines(texts)
-    table = pa_json.read_json(pa.BufferReader(lines), parse_options=_FAST_OPTIONS)
+    table = pa_json.read_json(pa.BufferReader(lines), parse_options=options)
     if (
         table.column_names != ["i", "g"]
         or not table.column("i").combine_chunks().equals(positions)
@@ -344,14 +368,24 @@ def _fast_child(lists: pa.ListArray, row_ids: pa.Array, child: _Child) -> pa.Tab
 # --- all graphs of a batch of records ---------------------------------------------------------
 
 
-def _read_batch(batch: list[tuple[int, str]], array: pa.StringArray) -> _Graphs:
+@dataclass
+class _Fit:
+    """Whether the graphs read so far had their integers as documented; once a batch did not,
+    the others of the same records skip straight to inference."""
+
+    documented: bool = True
+
+
+def _read_batch(batch: list[tuple[int, str]], array: pa.StringArray, fit: _Fit) -> _Graphs:
     rows = [row for row, _ in batch]
     contiguous = rows[-1] - rows[0] + 1 == len(rows)
     texts = array.slice(rows[0], len(rows)) if contiguous else array.take(rows)
-    try:
-        return _graphs_fast(rows, texts)
-    except (Refused, pa.ArrowException):
-        return _graphs_slow(rows, [text for _, text in batch])
+    for options in (_AS_DOCUMENTED, _INFERRED) if fit.documented else (_INFERRED,):
+        try:
+            return _graphs_fast(rows, texts, options)
+        except (Refused, pa.ArrowException):
+            fit.documented = False
+    return _graphs_slow(rows, [text for _, text in batch])
 
 
 def _no_graphs() -> _Graphs:
@@ -375,9 +409,10 @@ def read_graphs(
     """
     present = [(row, text) for row, text in enumerate(texts) if text is not None]
     batches = [present[start : start + _BATCH] for start in range(0, len(present), _BATCH)]
+    fit = _Fit()
     # Two batches in flight keep Arrow's reader threads busy between batches.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        parts = [_no_graphs(), *pool.map(lambda batch: _read_batch(batch, array), batches)]
+        parts = [_no_graphs(), *pool.map(lambda batch: _read_batch(batch, array, fit), batches)]
     rows = pa.concat_arrays([part.rows for part in parts]).to_numpy()
     position = np.full(len(texts), -1, dtype=np.int64)
     position[rows] = np.arange(len(rows))

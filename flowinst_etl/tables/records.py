@@ -174,9 +174,9 @@ def _utc_vectorised(texts: list[str | None], offset: timedelta) -> pa.Array:
 def _extra(record: dict[Any, Any], row: int, errors: Errors) -> str | None:
     """Record fields this version has no column for, as standard JSON text, so new fields are
     kept; NaN and infinities become null (noted), values JSON cannot hold their ``repr``."""
-    unknown = record.keys() - _KNOWN_KEYS
-    if not unknown:
+    if _KNOWN_KEYS.issuperset(record):  # the usual record: no set built to learn it
         return None
+    unknown = record.keys() - _KNOWN_KEYS
     extra = {str(key): record[key] for key in unknown}
     try:
         return standard_json(extra, sort_keys=True)
@@ -214,7 +214,9 @@ def instances_table(
     )
     extras = [_extra(record, row, errors) for row, record in enumerate(records)]
     arrays["extra"] = to_array(extras, pa.string())
-    reasons = ["; ".join(errors[row]) if row in errors else None for row in range(len(records))]
+    reasons: list[str | None] = [None] * len(records)
+    for row, reasons_of_row in errors.items():
+        reasons[row] = "; ".join(reasons_of_row)
     arrays["record_error"] = to_array(reasons, pa.string())
     moment = pa.scalar(extracted_at.astimezone(timezone.utc), UTC_MS)
     arrays["extracted_at"] = pa.repeat(moment, len(records))
