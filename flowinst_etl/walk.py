@@ -113,6 +113,8 @@ class _Walk:
         self.open_end = False
         #: pages asked for ahead of the one being read, by page number
         self.ahead: dict[int, Future[SearchPage]] = {}
+        #: whether the page read last was asked for ahead (its answer may be older than others)
+        self.read_ahead = False
 
 
 class TypeWalker:
@@ -223,6 +225,8 @@ class TypeWalker:
                 )
             if walk.count_is_total and walk.last_count is not None:
                 if walk.positions >= walk.last_count:
+                    if walk.read_ahead:
+                        self._confirm_count(walk)
                     return walk
                 if len(records) < size:
                     self._short_page(len(records), size, walk.positions, walk.last_count)
@@ -365,6 +369,7 @@ class TypeWalker:
     def _fetch(self, walk: _Walk, page_no: int) -> SearchPage:
         """Page ``page_no`` of ``walk``: the one asked for ahead, or asked for now."""
         ahead = walk.ahead.pop(page_no, None)
+        walk.read_ahead = ahead is not None
         if ahead is not None:
             return ahead.result()
         return self._search(walk.from_ms, walk.to_ms, walk.expression, page_no, walk.size)
@@ -372,16 +377,32 @@ class TypeWalker:
     def _ask_ahead(self, walk: _Walk, page_no: int) -> None:
         """Ask for the pages after ``page_no`` that the walk will read, as far as idle request
         slots allow: only where ``count`` is a total (the pages left are known) and past the
-        first page (page numbers are then consecutive). They are still checked in order."""
+        first page (page numbers are then consecutive). They are still checked in order.
+
+        The last page is never asked for ahead: pages asked for together may be answered in
+        any order, and the page that ends a walk must carry a count newer than every answer
+        read before it (instances arriving meanwhile extend the walk, as in a sequential one).
+        """
         if page_no < 1 or not walk.count_is_total or walk.last_count is None:
             return
         left = -(-(walk.last_count - walk.positions) // walk.size)
-        for ahead_no in range(page_no + 1, page_no + 1 + min(left, self.read_ahead.depth())):
+        for ahead_no in range(page_no + 1, page_no + min(left, 1 + self.read_ahead.depth())):
             if ahead_no not in walk.ahead:
                 request = partial(
                     self._search, walk.from_ms, walk.to_ms, walk.expression, ahead_no, walk.size
                 )
                 walk.ahead[ahead_no] = self.read_ahead.submit(request)
+
+    def _confirm_count(self, walk: _Walk) -> None:
+        """A walk ended on a page asked for ahead (its count fell below the pages asked for):
+        the count, asked for now, must still be the rows read."""
+        self._drop_ahead(walk)
+        page = self._search(walk.from_ms, walk.to_ms, walk.expression, self._first_page(), 1)
+        if page.count != walk.positions:
+            self._fail(
+                f"the gateway's count went from {walk.last_count} to {page.count} while pages "
+                f"were read ahead, after {walk.positions} rows; run the day again"
+            )
 
     def _drop_ahead(self, walk: _Walk) -> None:
         """Let go of pages asked for ahead that the walk did not read (it restarted, ended or

@@ -157,6 +157,30 @@ def test_one_window_reads_pages_ahead_within_its_workers(workers: int) -> None:
         assert peak > 3, "no page was asked for ahead"
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_pages_read_ahead_and_answered_out_of_order_miss_no_arrival(seed: int) -> None:
+    """Instances arrive while a window is paged, and pages asked for together come back in any
+    order, so the last page read may carry an older count than one before it: the walk ends
+    only on a count newer than every answer it read."""
+    config = EmulatorConfig(
+        seed=seed,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[0] + timedelta(days=1),
+        per_day=300,
+        latency_ms=5,
+        latency_jitter_ms=60,
+        insert_every=3,
+        insert_count=1,
+    )
+    window = day_window(DAYS[0], zone("Asia/Shanghai"))
+    with Emulator(config) as emulator:
+        with EnosClient(settings_for(emulator, page_size=3)) as client:
+            extraction = Extractor(client, max_workers=16).extract(window)
+        assert_exact(emulator, extraction)
+        assert emulator.stats()["inserted"] > 0
+        assert emulator.peak_requests_in_flight() > 3, "no page was asked for ahead"
+
+
 def test_empty_window_yields_no_instances() -> None:
     with Emulator(emulator_config()) as emulator:
         window = day_window(DAYS[-1] + timedelta(days=30), zone("UTC"))

@@ -23,7 +23,8 @@ Behaviours (``EmulatorConfig`` fields, where the sources disagree):
     permuted per page, like SQL LIMIT/OFFSET over a non-unique ORDER BY; no sorters means
     trigger_time ASC); ``envelope`` "v2.1" (``code``) / "v2.0" (``status``).
 
-Faults, for token and API calls alike, in this order: ``latency_ms`` sleep; ``drop_rate`` close
+Faults, for token and API calls alike, in this order: ``latency_ms`` sleep, plus up to
+``latency_jitter_ms`` drawn per request (answers in any order); ``drop_rate`` close
 without answering; ``garbled_rate`` an unreadable status line or headers, then close;
 ``rate_limit_per_s`` token bucket answering 429 with ``Retry-After: retry_after_s``; ``error_rate``
 502/503/504 with an HTML or empty body. Search-only switches: ``forced_error`` (every search

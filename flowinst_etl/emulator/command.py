@@ -40,6 +40,13 @@ _SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--tie-order", "tie_order", str, TIE_ORDERS, "order of records tied on every sort key"),
     ("--envelope", "envelope", str, ENVELOPES, "response envelope shape"),
     ("--latency-ms", "latency_ms", int, None, "delay added to every request"),
+    (
+        "--latency-jitter-ms",
+        "latency_jitter_ms",
+        int,
+        None,
+        "up to this much more delay, drawn per request (answers come back in any order)",
+    ),
     ("--error-rate", "error_rate", float, None, "fraction of requests answered 502/503/504"),
     ("--drop-rate", "drop_rate", float, None, "fraction of connections closed unanswered"),
     (

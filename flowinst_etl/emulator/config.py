@@ -90,6 +90,8 @@ class EmulatorConfig:
             (a permutation seeded by the page, as SQL LIMIT/OFFSET may do).
         envelope: "v2.1" (``code``/"OK") or "v2.0" (``status``/"Success").
         latency_ms: sleep before answering each request.
+        latency_jitter_ms: up to this much more sleep, drawn per request, so requests sent
+            together are answered in any order (as behind a load balancer).
         error_rate / drop_rate: share of requests answered 502/503/504, or dropped unanswered.
         rate_limit_per_s / retry_after_s: token bucket over all requests; excess gets HTTP 429
             with ``Retry-After: retry_after_s``. ``None`` turns it off.
@@ -146,6 +148,7 @@ class EmulatorConfig:
     tie_order: str = "stable"
     envelope: str = "v2.1"
     latency_ms: int = 0
+    latency_jitter_ms: int = 0
     error_rate: float = 0.0
     drop_rate: float = 0.0
     rate_limit_per_s: float | None = None
@@ -210,6 +213,7 @@ class EmulatorConfig:
         if self.body_fault is not None:
             _choice(self, "body_fault", BODY_FAULTS)
         _integer(self, "latency_ms", 0, 600_000)
+        _integer(self, "latency_jitter_ms", 0, 600_000)
         for name in ("error_rate", "drop_rate", "status_change_rate", "malformed_graph_rate"):
             _fraction(self, name)
         if self.rate_limit_per_s is not None:

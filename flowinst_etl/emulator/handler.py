@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import sys
 import threading
@@ -96,8 +97,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
                 json_reply(404, {"status": 404, "msg": f"no such endpoint: {method} {url.path}"})
             )
             return
-        if config.latency_ms:
-            time.sleep(config.latency_ms / 1000)
+        if config.latency_ms or config.latency_jitter_ms:
+            jitter = random.uniform(0, config.latency_jitter_ms)  # noqa: S311 - timing only
+            time.sleep((config.latency_ms + jitter) / 1000)
         fault = runtime.faults.pick(config)
         if fault is not None and fault.kind == "drop":
             runtime.counters.add("faults_dropped")
