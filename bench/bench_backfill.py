@@ -387,7 +387,8 @@ def main() -> None:
     long_first = last - timedelta(days=max(args.days, args.long_days) - 1)
     load = os.getloadavg()
     print(
-        f"{args.days} days x {args.per_day} instances/day, big day {args.big_day}, "
+        f"{args.days} days x {args.per_day} instances/day, "
+        f"big day {'skipped' if args.skip_big else args.big_day}, "
         f"{args.latency_ms} ms latency, pageSize {PAGE_SIZE}, {os.cpu_count()} CPUs, "
         f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
         flush=True,

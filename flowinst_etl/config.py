@@ -214,7 +214,14 @@ def out_of_range(name: str, value: float, low: float, high: float) -> str | None
     """``"NAME VALUE is outside LOW..HIGH"`` when ``value`` is not a finite number in range."""
     if math.isfinite(value) and low <= value <= high:
         return None
-    return f"{name} {value:g} is outside {low:g}..{high:g}"
+    return f"{name} {_number_text(value)} is outside {_number_text(low)}..{_number_text(high)}"
+
+
+def _number_text(value: float) -> str:
+    """A number as written, whole ones in full (``10000001``, never ``1e+07``)."""
+    if isinstance(value, int) or (math.isfinite(value) and value.is_integer()):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def _out_of_range(values: Mapping[str, Any], names: Mapping[str, str]) -> Iterator[str]:

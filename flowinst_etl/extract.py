@@ -66,6 +66,11 @@ Checked on every walk and every row:
 - New instances extend a walk (they trigger after the window's latest instance) and status
   changes keep membership, because every status is asked; a record that changed between two
   reads is kept in its last form and counted as ``drift``.
+- Pages read ahead (by workers other walks leave idle, where ``count`` is a total) may be
+  answered in any order: they are checked in order like any page, and a walk's last page is
+  never read ahead, so the count that ends a walk is newer than every answer before it; a walk
+  that ends on a page read ahead (its count fell) asks for the count again, and a count that
+  moved fails the day.
 - ``"flowInsts": null`` is an empty page.
 - Scheduling types are disjoint: an id found under two types fails the day.
 - Every record has an ``instanceId`` and a readable ``triggerTime``, or the day fails.

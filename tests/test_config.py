@@ -76,8 +76,15 @@ NUMERIC = {
     "ENOS_MAX_REQUESTS_PER_SECOND": "0.01..10000",
     "FLOWINST_MAX_WORKERS": "1..64",
     "FLOWINST_LOOKBACK_DAYS": "1..366",
+    "FLOWINST_RECORDS_IN_MEMORY": "0..10000000",
 }
-INTEGERS = {"ENOS_PAGE_SIZE", "ENOS_MAX_RETRIES", "FLOWINST_MAX_WORKERS", "FLOWINST_LOOKBACK_DAYS"}
+INTEGERS = {
+    "ENOS_PAGE_SIZE",
+    "ENOS_MAX_RETRIES",
+    "FLOWINST_MAX_WORKERS",
+    "FLOWINST_LOOKBACK_DAYS",
+    "FLOWINST_RECORDS_IN_MEMORY",
+}
 
 
 def load(env: dict[str, str]) -> None:
@@ -93,7 +100,7 @@ def test_every_numeric_setting_is_finite_and_in_range(name: str, value: str) -> 
     elif value in ("inf", "-inf", "nan"):
         expected = f"{name}='{value}' is not a finite number"
     else:
-        shown = {"1e9": "1e+09"}.get(value, value)
+        shown = {"1e9": "1000000000"}.get(value, value)
         expected = f"{name} {shown} is outside {NUMERIC[name]}"
     with pytest.raises(ConfigError) as raised:
         load({name: value})
