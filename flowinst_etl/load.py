@@ -80,7 +80,7 @@ def load_days(
     """
     if chunk_instances < 1:
         raise ConfigError(f"chunk_instances must be at least 1, not {chunk_instances}")
-    for day in repair(root, storage_options=storage_options):
+    for day in repair(root, storage_options=storage_options, days=days):
         log.warning("removed what an unfinished write of %s left", day)
     windows = {day_window(day, partition_tz): day for day in days}
     server_tz = extractor.client.server_timezone()

@@ -429,3 +429,17 @@ def test_a_crashed_publish_is_repaired_by_the_next_write(tmp_path: Path) -> None
 
     assert repair(root) == [DAY]
     assert only_committed_files(tmp_path, DAY) and repair(root) == []
+
+
+def test_on_object_storage_a_run_repairs_only_its_own_days(s3: S3) -> None:
+    # No lock exists there: a staging folder of a day this run does not write may be another
+    # run's write in progress and must survive; one of this run's days was left by a crash.
+    other = date(2019, 8, 13)
+    staged = "dataset/_flowinst/staging/{day}/0123/flow_instances/part-0123.parquet"
+    for day in (DAY, other):
+        s3.client.put_object(Bucket="flowinst", Key=staged.format(day=day), Body=b"staged")
+
+    assert repair(s3.root, storage_options=s3.options, days=[other]) == [other]
+
+    listed = s3.client.list_objects_v2(Bucket="flowinst", Prefix="dataset/_flowinst/staging/")
+    assert [item["Key"] for item in listed["Contents"]] == [staged.format(day=DAY)]

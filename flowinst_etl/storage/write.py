@@ -339,6 +339,15 @@ def _migrate_day(store: Store, day: date) -> None:
     _tidy(store, day)
 
 
+def _days_staged(store: Store) -> set[date]:
+    """Days with a staging folder: a write in progress, or one that did not finish."""
+    days = set()
+    for path in store.listing(store.staging()):
+        with contextlib.suppress(ValueError):
+            days.add(date.fromisoformat(path.rsplit("/", 1)[-1]))
+    return days
+
+
 def _legacy_days(store: Store) -> set[date]:
     return {day for name in TABLES for day in legacy_days(store, name)}
 
@@ -358,7 +367,12 @@ def _days_with_empty_folders(store: Store) -> set[date]:
     return days
 
 
-def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> list[date]:
+def repair(
+    root: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    days: Iterable[date] | None = None,
+) -> list[date]:
     """Finish what crashed writes left, and migrate days of the old layout.
 
     A write removes its staging folder last, so a day still having one was left by a write that
@@ -369,6 +383,15 @@ def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> li
     the old layout gets a commit record naming its data files, and its ``_manifest.json``
     files go, so DuckDB and Polars folder scans meet data files only.
 
+    On a local disk a write in progress holds its day's lock, so every day can be repaired.
+    Object storage has no lock: a staging folder there may be another run's write in progress,
+    so only ``days`` (those the caller is about to write, one writer per day) are repaired.
+
+    Args:
+        root: the dataset root.
+        storage_options: passed to fsspec.
+        days: on object storage, the only days to repair; ``None``: every day.
+
     Returns:
         The days repaired.
 
@@ -377,20 +400,19 @@ def repair(root: str, *, storage_options: Mapping[str, Any] | None = None) -> li
         StoreError: the storage failed.
     """
     store = Store.open(root, storage_options)
+    only = None if days is None or store.local else set(days)
     repaired = set()
     try:
-        for path in store.listing(store.staging()):
-            try:
-                day = date.fromisoformat(path.rsplit("/", 1)[-1])
-            except ValueError:
-                continue
-            with store.day_lock(day):
-                _tidy(store, day)
-            repaired.add(day)
+        for day in sorted(_days_staged(store)):
+            if only is None or day in only:
+                with store.day_lock(day):
+                    _tidy(store, day)
+                repaired.add(day)
         for day in sorted(_legacy_days(store)):
-            with store.day_lock(day):
-                _migrate_day(store, day)
-            repaired.add(day)
+            if only is None or day in only:
+                with store.day_lock(day):
+                    _migrate_day(store, day)
+                repaired.add(day)
         for day in sorted(_days_with_empty_folders(store)):
             with store.day_lock(day):
                 _tidy(store, day)
