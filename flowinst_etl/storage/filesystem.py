@@ -95,12 +95,7 @@ class Store:
 
     def move(self, source: str, target: str) -> None:
         """Give a finished file or folder its final name in one step readers cannot observe
-        half-done: a rename on a local disk (made durable), a single copy on object storage.
-
-        On object storage the listings fsspec keeps are dropped first: one made before the
-        source was written would have the move find nothing to move."""
-        if not self.local:
-            self.fs.invalidate_cache()
+        half-done: a rename on a local disk (made durable), a single copy on object storage."""
         self.fs.mv(source, target, recursive=True)
         if self.local:
             fsync_folder(os.path.dirname(target))
