@@ -15,6 +15,12 @@ TEST_START_DAY = date(2026, 3, 1)
 TEST_END_DAY = date(2026, 3, 3)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first, the others in their order: workers of a parallel run start
+    the longest tests at once instead of one of them finishing alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def emulator() -> Iterator[Callable[..., Emulator]]:
     """A factory: ``emulator(**settings)`` starts an emulator over 2026-03-01..03 (GMT+8 days,

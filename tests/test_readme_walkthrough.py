@@ -127,6 +127,7 @@ def answers(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_a_new_user_follows_the_readme(tmp_path: Path) -> None:
     clone = project_copy(tmp_path / "flowinst-etl")

@@ -200,6 +200,7 @@ def committed_write(root: Path, day: date) -> str:
     return ids.pop()
 
 
+@pytest.mark.slow
 def test_a_crash_between_any_two_renames_shows_one_write_and_the_next_run_repairs(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -125,6 +125,7 @@ def assert_scaled_out(outcome: Outcome) -> None:
     assert most_in_flight(spans) <= POOL_LIMIT
 
 
+@pytest.mark.slow
 def test_a_daemon_backfill_runs_in_pooled_processes_and_a_killed_run_is_retried(
     gateway: Emulator, tmp_path: Path
 ) -> None:
@@ -159,6 +160,7 @@ def bucket() -> Iterator[tuple[str, dict[str, str]]]:
         yield "s3://flowinst-daemon/dataset", aws
 
 
+@pytest.mark.slow
 def test_the_same_backfill_writes_to_object_storage(
     gateway: Emulator, bucket: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
