@@ -216,8 +216,9 @@ class Extractor:
         Work is split into (window, scheduling type) walks run by ``max_workers`` threads. A
         finished walk starts the next one itself, so requests keep running while the caller
         works on a yielded window. A new window starts only while fewer than
-        ``ceil(max_workers / types) + READ_AHEAD`` windows are started and not yet taken by the
-        caller, so memory is bounded by the windows in flight, not by the range.
+        ``ceil(max_workers / types)`` windows are started and not yet taken by the caller, so
+        memory is bounded by the windows in flight, not by the range; workers a finished window
+        leaves idle while it waits for the caller read pages ahead for the walks still running.
         """
         server_tz = self.client.server_timezone()
         units = ((w, t) for w in windows for t in SCHEDULING_TYPES)
@@ -293,10 +294,6 @@ class Extractor:
         return True
 
 
-READ_AHEAD = 1
-"""Windows that may be open beyond those the workers can walk at once, so that one finished
-window can wait for the caller while the workers go on."""
-
 _Unit = tuple[Window, int]
 #: One scheduling type of a window: its rows by id, the figures of reading them, their spool.
 _Part = tuple[int, dict[str, Row], Figures, Spool]
@@ -304,7 +301,7 @@ _Part = tuple[int, dict[str, Row], Figures, Spool]
 
 class _Feed:
     """Keeps ``slots`` walks running, each started by the walk that finished before it, with
-    at most ``ceil(slots / types) + READ_AHEAD`` windows started and not yet taken.
+    at most ``ceil(slots / types)`` windows started and not yet taken.
 
     Every field is guarded by ``condition``; walks run outside it.
     """
@@ -323,7 +320,7 @@ class _Feed:
         self.condition = threading.Condition()
         self.running = 0
         self.open_windows = 0
-        self.window_limit = -(-slots // len(SCHEDULING_TYPES)) + READ_AHEAD
+        self.window_limit = -(-slots // len(SCHEDULING_TYPES))
         self.waiting: _Unit | None = None
         self.closed = False
         self.parts: dict[Window, list[_Part]] = {}
