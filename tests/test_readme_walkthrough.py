@@ -3,8 +3,8 @@
 Quickstart command 1 (install and demo), then `.env` from `.env.example`, the emulator the
 Dagster section names, a backfill of its example days, `dagster dev` answering on its port, and
 the reading recipes returning rows. Commands are taken from README itself; the only changes are
-free ports instead of 8090 and 3000, which other programs on the machine may hold. pip reuses its
-cache, so the install costs a minute or two.
+free ports instead of 8090 and 3000, which other programs on the machine may hold. The install
+downloads what pip has not cached, so this test takes a few minutes and starts first.
 """
 
 from __future__ import annotations
