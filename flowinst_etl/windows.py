@@ -24,13 +24,12 @@ _GMT_OFFSET = re.compile(
 )
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SERVER_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?\Z")
+_PLAIN = r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}"
 #: The server time strings ``datetime.fromisoformat`` reads exactly as ``_local_time`` does, on
 #: every Python version (ASCII digits, hours 00-23; fractions are left to ``_local_time``).
-_PLAIN_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}\Z")
+_PLAIN_SECOND = re.compile(_PLAIN + r"\Z")
 #: The same with a fraction of any length, which cannot make a valid time invalid.
-_PLAIN_FRACTION = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2} (?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?\Z"
-)
+_PLAIN_FRACTION = re.compile(_PLAIN + r"(?:\.[0-9]+)?\Z")
 
 
 @dataclass(frozen=True)
