@@ -149,12 +149,12 @@ class Extraction:
     @property
     def instances(self) -> list[FoundInstance]:
         """Every record at once, in order."""
-        return [FoundInstance(kind, row.record) for kind, row in self.rows]
+        return _found(self.rows)
 
     def chunks(self, size: int) -> Iterator[list[FoundInstance]]:
         """The records in order, ``size`` at a time."""
         for start in range(0, len(self.rows), size):
-            yield [FoundInstance(kind, row.record) for kind, row in self.rows[start : start + size]]
+            yield _found(self.rows[start : start + size])
 
     def close(self) -> None:
         """Free the records (memory budget and temporary files); they cannot be read after."""
@@ -435,6 +435,11 @@ def _assemble(window: Window, parts: list[_Part]) -> Extraction:
     reconciliation.instances = len(ordered)
     rows_in_order = [(found[i][1], found[i][2]) for i in ordered]
     return Extraction(window, reconciliation, rows_in_order, [spool for *_, spool in parts])
+
+
+def _found(rows: Iterable[tuple[int, Row]]) -> list[FoundInstance]:
+    """The records of ``rows`` (read back from their spools), with their scheduling types."""
+    return [FoundInstance(kind, row.record) for kind, row in rows]
 
 
 def _close(spools: Iterable[Spool]) -> None:
