@@ -119,10 +119,9 @@ def write_day(
             reconciliation value that is not a JSON scalar, or an unusable root.
         StoreError: the storage failed while writing or publishing.
     """
-    checked = _check_reconciliation(reconciliation)
     with open_day(root, day, tables, storage_options=storage_options) as writer:
         writer.append(tables)
-        return writer.commit(checked)
+        return writer.commit(reconciliation)
 
 
 @contextlib.contextmanager
