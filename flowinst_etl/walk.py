@@ -375,9 +375,11 @@ class TypeWalker:
         return self._search(walk.from_ms, walk.to_ms, walk.expression, page_no, walk.size)
 
     def _ask_ahead(self, walk: _Walk, page_no: int) -> None:
-        """Ask for the pages after ``page_no`` that the walk will read, as far as idle request
-        slots allow: only where ``count`` is a total (the pages left are known) and past the
-        first page (page numbers are then consecutive). They are still checked in order.
+        """Ask for the pages after ``page_no`` that the walk will read: the next one (the
+        walk's own request, asked for before this page's rows are checked) and its share of the
+        idle request slots beyond it; only where ``count`` is a total (the pages left are known)
+        and past the first page (page numbers are then consecutive). They are still checked in
+        order.
 
         The last page is never asked for ahead: pages asked for together may be answered in
         any order, and the page that ends a walk must carry a count newer than every answer
@@ -386,7 +388,8 @@ class TypeWalker:
         if page_no < 1 or not walk.count_is_total or walk.last_count is None:
             return
         left = -(-(walk.last_count - walk.positions) // walk.size)
-        for ahead_no in range(page_no + 1, page_no + min(left, 1 + self.read_ahead.depth())):
+        asked = 1 + self.read_ahead.depth()
+        for ahead_no in range(page_no + 1, page_no + min(left, 1 + asked)):
             if ahead_no not in walk.ahead:
                 request = partial(
                     self._search, walk.from_ms, walk.to_ms, walk.expression, ahead_no, walk.size

@@ -157,6 +157,18 @@ def test_one_window_reads_pages_ahead_within_its_workers(workers: int) -> None:
         assert peak > 3, "no page was asked for ahead"
 
 
+@pytest.mark.parametrize("workers", [4, 6])
+def test_idle_workers_are_all_lent_to_the_running_walks(workers: int) -> None:
+    """Each running walk has its next page and its share of the idle workers in flight, so a
+    window keeps every worker busy (one short of it if the next page took the share)."""
+    window = day_window(DAYS[0], zone("Asia/Shanghai"))
+    with Emulator(emulator_config(latency_ms=40)) as emulator:
+        with EnosClient(settings_for(emulator, page_size=5)) as client:
+            extraction = Extractor(client, max_workers=workers).extract(window)
+        assert_exact(emulator, extraction)
+        assert emulator.peak_requests_in_flight() == workers
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_pages_read_ahead_and_answered_out_of_order_miss_no_arrival(seed: int) -> None:
     """Instances arrive while a window is paged, and pages asked for together come back in any
