@@ -84,6 +84,7 @@ _DEVIATIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--expression-matches", "expression_matches", str, EXPRESSION_MATCHES, "what it searches"),
     ("--hide-every", "hide_every", int, None, "hide flows whose id is a multiple of N after LIMIT"),
     ("--move-every", "move_every", int, None, "every N-th search moves a trigger 1 s later"),
+    ("--delete-every", "delete_every", int, None, "every N-th search deletes a row paged past"),
     ("--record-timezone", "record_timezone", str, None, "IANA zone of record time strings"),
 )
 # Gateway switches: how tokens die and how a refusal or a 429 is worded.

@@ -127,6 +127,9 @@ class EmulatorConfig:
             after LIMIT (a privilege filter), so pages come short; 0 hides nothing.
         move_every: every N-th search moves one instance of its window a second later, as a
             rescheduled run would; 0 moves nothing.
+        delete_every: every N-th search first deletes one instance its query served on an
+            earlier page when rows follow (as retention or a user deleting a run would), so
+            this page and those after it skip one; 0 deletes nothing.
         record_timezone: an IANA zone the record time strings are written in, while Get Timezone
             still answers ``server_timezone`` (a gateway in a zone with daylight saving time);
             ``None`` writes them in ``server_timezone``.
@@ -172,6 +175,7 @@ class EmulatorConfig:
     expression_matches: str = "both"
     hide_every: int = 0
     move_every: int = 0
+    delete_every: int = 0
     record_timezone: str | None = None
 
     def __post_init__(self) -> None:
@@ -270,6 +274,7 @@ class EmulatorConfig:
         _choice(self, "expression_matches", EXPRESSION_MATCHES)
         _integer(self, "hide_every", 0)
         _integer(self, "move_every", 0)
+        _integer(self, "delete_every", 0)
         if self.record_timezone is not None:
             self.record_tz()
 

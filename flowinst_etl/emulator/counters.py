@@ -25,6 +25,7 @@ COUNTER_NAMES = (
     "rate_limited",
     "inserted",
     "moved",
+    "deleted",
     "status_changes",
     "not_found",
     "bad_requests",

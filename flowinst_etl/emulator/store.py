@@ -91,8 +91,10 @@ class InstanceStore:
         Each search also drives the scheduler: every ``insert_every``-th search first appends new
         runs to the searched window (so this answer already holds them), and after answering,
         ``status_change_rate`` moves runs of the window on, and every ``move_every``-th search
-        moves one run of the window a second later. Instances of hidden flows are dropped from
-        the page after it is cut (``count`` still counts them when it is the total).
+        moves one run of the window a second later. Every ``delete_every``-th search first
+        deletes one instance its query served on an earlier page, when rows follow (so this
+        page and those after it skip one). Instances of hidden flows are
+        dropped from the page after it is cut (``count`` still counts them when it is the total).
         """
         with self._lock:
             self._searches += 1
@@ -103,6 +105,8 @@ class InstanceStore:
                 query.from_ms, query.to_ms, query.to_inclusive, query.from_inclusive
             )
             matches = query.keep(index.items[low:high])
+            if config.delete_every and self._searches % config.delete_every == 0:
+                matches = self._delete_one(index, matches, query.offset)
             page = order_page(matches, query, config.tie_order, config.seed)
             page = [item for item in page if not config.hides(item.flow.flow_id)]
             records = [item.json() for item in page]
@@ -185,6 +189,19 @@ class InstanceStore:
         self._taken.add((item.flow.flow_id, item.trigger_ms))
         index.add(item)
         self._counters.add("moved")
+
+    def _delete_one(
+        self, index: _TypeIndex, matches: list[Instance], before: int
+    ) -> list[Instance]:
+        """Delete one of the first ``before`` matches (rows served on earlier pages) when rows
+        follow them, which then shift onto earlier pages; the matches without it."""
+        if not 0 < before < len(matches):
+            return matches
+        item = self._rng.choice(matches[:before])
+        index.remove(item)
+        self._taken.discard((item.flow.flow_id, item.trigger_ms))
+        self._counters.add("deleted")
+        return [match for match in matches if match is not item]
 
     def _change_statuses(self, window: list[Instance], count: int) -> None:
         candidates = [item for item in window if item.status in NOT_FINAL]
