@@ -107,6 +107,8 @@ class _Walk:
         self.positions = 0
         self.duplicate_seconds: set[int] = set()
         self.last_count: int | None = None
+        #: the highest ``count`` a page of the walk gave, where ``count`` is a total
+        self.peak_count = 0
         self.count_is_total = False
         self.last_trigger_ms = -(2**63)
         #: ended on a short page with ``count`` a page length: what follows must be probed
@@ -227,6 +229,7 @@ class TypeWalker:
                 if walk.positions >= walk.last_count:
                     if walk.read_ahead:
                         self._confirm_count(walk)
+                    self._check_nothing_deleted(walk)
                     return walk
                 if len(records) < size:
                     self._short_page(len(records), size, walk.positions, walk.last_count)
@@ -359,6 +362,8 @@ class TypeWalker:
                 "was a total before"
             )
         walk.last_count = page.count
+        if walk.count_is_total and page.count is not None:
+            walk.peak_count = max(walk.peak_count, page.count)
         for record in records:
             self._take(walk, record)
         self._ask_ahead(walk, page_no)
@@ -405,6 +410,20 @@ class TypeWalker:
             self._fail(
                 f"the gateway's count went from {walk.last_count} to {page.count} while pages "
                 f"were read ahead, after {walk.positions} rows; run the day again"
+            )
+        walk.last_count = page.count
+
+    def _check_nothing_deleted(self, walk: _Walk) -> None:
+        """The count that ends a walk is newer than every answer before it (its page is never
+        read ahead), and arrivals only raise a total: one read earlier above it means instances
+        were deleted while the window was paged. A deletion behind the walk's offset makes the
+        pages after it skip one instance, which no later count shows (the rows read match it).
+        """
+        if walk.peak_count > (walk.last_count or 0):
+            self._fail(
+                f"the gateway's count fell from {walk.peak_count} to {walk.last_count} while "
+                "the window was paged: instances were deleted, and offset pages skip one "
+                "instance for each deletion behind them; run the day again"
             )
 
     def _drop_ahead(self, walk: _Walk) -> None:

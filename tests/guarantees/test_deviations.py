@@ -169,6 +169,18 @@ def assert_outcome(
             assert figures["count_reported"] in (figures["instances"], -1), figures
 
 
+@pytest.mark.parametrize("with_name", ["alone", "ties by page, count total"])
+def test_instances_deleted_while_paging_fail_their_day(with_name: str, tmp_path: Path) -> None:
+    """A deletion behind a walk's offset makes every later page skip one instance, and a
+    deletion followed by no arrival leaves rows read equal to the new count: where ``count`` is
+    a total, it falling below a count read earlier refuses the day."""
+    with emulator_for(delete_every=3, **WITH[with_name]) as emulator:
+        root, done = backfill(emulator, tmp_path)
+        refused = assert_exact_or_refused(done, emulator, root, DAYS, SHANGHAI, lambda _: True)
+        assert emulator.stats()["deleted"] > 0, "nothing was deleted: the case proves nothing"
+    assert refused and all("fell from" in reason for reason in refused.values()), refused
+
+
 def test_exact_where_reachable_all_at_once_with_an_iana_server_zone(tmp_path: Path) -> None:
     switches = {
         "page_size_cap": 7,
@@ -219,7 +231,7 @@ def test_each_switch_makes_the_gateway_deviate() -> None:
                         1,
                         query["from_ms"],
                         query["to_ms"],
-                        1,
+                        query.get("page_no", 1),
                         query["page_size"],
                         "trigger_time",
                         query.get("expression", ""),
@@ -250,6 +262,15 @@ def test_each_switch_makes_the_gateway_deviate() -> None:
     with emulator_for(move_every=1) as emulator:
         search(emulator)
         assert emulator.stats()["moved"] == 1
+    with emulator_for(delete_every=1) as emulator:
+        search(emulator)  # nothing was served before page 1
+        assert emulator.stats()["deleted"] == 0
+        first, _ = search(emulator)
+        second, _ = search(emulator, page_no=2)
+        assert emulator.stats()["deleted"] == 1
+        ids = {r["instanceId"] for r in first}
+        assert len(ids - {t.record["instanceId"] for t in emulator.truth()}) == 1
+        assert not ids & {r["instanceId"] for r in second}
 
 
 SUMMER = days_from(date(2026, 7, 10), 2)
