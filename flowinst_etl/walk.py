@@ -364,9 +364,9 @@ class TypeWalker:
         walk.last_count = page.count
         if walk.count_is_total and page.count is not None:
             walk.peak_count = max(walk.peak_count, page.count)
+        self._ask_ahead(walk, page_no, sent)
         for record in records:
             self._take(walk, record)
-        self._ask_ahead(walk, page_no)
         return records
 
     # --- pages read ahead -------------------------------------------------------------------
@@ -379,12 +379,12 @@ class TypeWalker:
             return ahead.result()
         return self._search(walk.from_ms, walk.to_ms, walk.expression, page_no, walk.size)
 
-    def _ask_ahead(self, walk: _Walk, page_no: int) -> None:
-        """Ask for the pages after ``page_no`` that the walk will read: the next one (the
-        walk's own request, asked for before this page's rows are checked) and its share of the
-        idle request slots beyond it; only where ``count`` is a total (the pages left are known)
-        and past the first page (page numbers are then consecutive). They are still checked in
-        order.
+    def _ask_ahead(self, walk: _Walk, page_no: int, sent: int) -> None:
+        """Ask for the pages after ``page_no`` (``sent`` rows into the walk) that the walk will
+        read: the next one (the walk's own request, asked for before this page's rows are
+        checked) and its share of the idle request slots beyond it; only where ``count`` is a
+        total (the pages left are known) and past the first page (page numbers are then
+        consecutive). They are still checked in order.
 
         The last page is never asked for ahead: pages asked for together may be answered in
         any order, and the page that ends a walk must carry a count newer than every answer
@@ -392,7 +392,7 @@ class TypeWalker:
         """
         if page_no < 1 or not walk.count_is_total or walk.last_count is None:
             return
-        left = -(-(walk.last_count - walk.positions) // walk.size)
+        left = -(-(walk.last_count - sent) // walk.size)  # pages after this one
         asked = 1 + self.read_ahead.depth()
         for ahead_no in range(page_no + 1, page_no + min(left, 1 + asked)):
             if ahead_no not in walk.ahead:
