@@ -93,8 +93,8 @@ class InstanceStore:
         ``status_change_rate`` moves runs of the window on, and every ``move_every``-th search
         moves one run of the window a second later. Every ``delete_every``-th search first
         deletes one instance its query served on an earlier page, when rows follow (so this
-        page and those after it skip one). Instances of hidden flows are
-        dropped from the page after it is cut (``count`` still counts them when it is the total).
+        page and those after it skip one). Instances of hidden flows are dropped from the page
+        after it is cut (``count`` still counts them when it is the total).
         """
         with self._lock:
             self._searches += 1
