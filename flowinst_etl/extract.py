@@ -71,6 +71,10 @@ Checked on every walk and every row:
   never read ahead, so the count that ends a walk is newer than every answer before it; a walk
   that ends on a page read ahead (its count fell) asks for the count again, and a count that
   moved fails the day.
+- Nothing is deleted while paging: a deletion behind a walk's offset makes every later page skip
+  one instance while the rows read still match the new count. Arrivals only raise a total, so a
+  count read before the one that ends a walk and above it fails the day. Unseen: deletions where
+  ``count`` is a page length, and one an arrival in the same walk makes up for.
 - ``"flowInsts": null`` is an empty page.
 - Scheduling types are disjoint: an id found under two types fails the day.
 - Every record has an ``instanceId`` and a readable ``triggerTime``, or the day fails.
