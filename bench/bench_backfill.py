@@ -20,7 +20,7 @@ The emulator makes each day's instances on the first request for it, so one floo
 measured, goes first: no client pays for what the gateway would have ready.
 
 Then the backfill alone over a longer range (``--long-days``), whose peak RSS must stay that of the
-shorter one, and the three clients for one big day. Every figure is a ratio to another measured in
+shorter one, and the four clients for one big day. Every figure is a ratio to another measured in
 the same run, so a shared or busy machine shifts all of them alike. The emulator serves at most
 200,000 instances per server day (``EmulatorConfig.per_day``) and takes about a minute to
 generate that many; a partition day (UTC) holds about ``--per-day`` instances.
@@ -246,6 +246,7 @@ def extract_client(first: date, days: int) -> dict[str, int]:
     from flowinst_etl.config import EnosSettings
     from flowinst_etl.extract import Extractor
     from flowinst_etl.gateway.client import EnosClient
+    from flowinst_etl.load import CHUNK_INSTANCES
     from flowinst_etl.windows import day_window
 
     windows = [day_window(first + timedelta(days=n), timezone.utc) for n in range(days)]
@@ -256,7 +257,7 @@ def extract_client(first: date, days: int) -> dict[str, int]:
             if isinstance(outcome, Exception):
                 raise outcome
             with outcome:
-                instances += sum(len(chunk) for chunk in outcome.chunks(20_000))
+                instances += sum(len(chunk) for chunk in outcome.chunks(CHUNK_INSTANCES))
     return {"instances": instances}
 
 
@@ -456,7 +457,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("floor", "naive", "extract"):
+    if len(sys.argv) > 1 and sys.argv[1] in CLIENTS and sys.argv[1] != "backfill":
         client_main(sys.argv[1:])
     else:
         main()
