@@ -99,7 +99,7 @@ def flatten_instances(
     if extracted_at.utcoffset() is None:
         raise ConfigError("extracted_at must be timezone-aware, e.g. datetime.now(timezone.utc)")
     fields = read_records(found, server_tz)
-    graph_values, children = read_graphs(fields.graph_texts, fields.graph_array)
+    graph_values, children = read_graphs(fields.graph_array, fields.graph_texts)
     instances = instances_table(fields, graph_values, extracted_at)
     tables = [instances, *child_tables(children, instances)]
     graph_errors = len(instances) - instances.column("graph_error").null_count

@@ -12,10 +12,10 @@ never meaning. A graph that cannot be read sets only its own ``graph_error``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -227,7 +227,7 @@ def _object_value(obj: dict[str, Any], spec: _Field, where: str) -> Any:
     return None
 
 
-def _graphs_slow(rows: list[int], texts: list[str]) -> _Graphs:
+def _graphs_slow(rows: list[int], texts: Sequence[str]) -> _Graphs:
     """Graphs read one by one with the reference rules; a bad graph only sets its own error."""
     values: dict[str, list[Any]] = {name: [] for name in _GRAPH_VALUES}
     child_rows: dict[str, list[tuple[Any, ...]]] = {child.table: [] for child in _CHILDREN}
@@ -376,16 +376,16 @@ class _Fit:
     documented: bool = True
 
 
-def _read_batch(batch: list[tuple[int, str]], array: pa.StringArray, fit: _Fit) -> _Graphs:
-    rows = [row for row, _ in batch]
+def _read_batch(rows: list[int], array: pa.StringArray, texts: _Texts, fit: _Fit) -> _Graphs:
     contiguous = rows[-1] - rows[0] + 1 == len(rows)
-    texts = array.slice(rows[0], len(rows)) if contiguous else array.take(rows)
+    batch = array.slice(rows[0], len(rows)) if contiguous else array.take(rows)
     for options in (_AS_DOCUMENTED, _INFERRED) if fit.documented else (_INFERRED,):
         try:
-            return _graphs_fast(rows, texts, options)
+            return _graphs_fast(rows, batch, options)
         except (Refused, pa.ArrowException):
             fit.documented = False
-    return _graphs_slow(rows, [text for _, text in batch])
+    slow = batch.to_pylist() if texts is None else [texts[row] for row in rows]
+    return _graphs_slow(rows, cast(list[str], slow))  # rows are those with a graph
 
 
 def _no_graphs() -> _Graphs:
@@ -396,25 +396,33 @@ def _no_graphs() -> _Graphs:
     )
 
 
+#: The graphs as Python strings, where they differ from their Arrow array (lone surrogates).
+_Texts = Sequence[str | None] | None
+
+
 def read_graphs(
-    texts: list[str | None], array: pa.StringArray
+    array: pa.StringArray, texts: _Texts = None
 ) -> tuple[dict[str, pa.Array], dict[str, pa.Table]]:
-    """Every graph of the records (``texts``, also as ``array``; ``None`` for none), in batches,
-    each read fast when Arrow accepts it, else graph by graph.
+    """Every graph of the records (``array``, null for none), in batches, each read fast when
+    Arrow accepts it, else graph by graph from ``texts`` when given (the same graphs as sent:
+    Arrow holds lone surrogates as U+FFFD), else from ``array``.
 
     Returns:
         The per-graph values aligned with the records (``creator``, ``alert_mode``, ``owners``,
         ``task_count``, ``graph_error``), and the child tables keyed by table name, each with a
         ``row`` column for :func:`child_tables`.
     """
-    present = [(row, text) for row, text in enumerate(texts) if text is not None]
+    present = pc.indices_nonzero(pc.is_valid(array)).to_pylist()
     batches = [present[start : start + _BATCH] for start in range(0, len(present), _BATCH)]
     fit = _Fit()
     # Two batches in flight keep Arrow's reader threads busy between batches.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        parts = [_no_graphs(), *pool.map(lambda batch: _read_batch(batch, array, fit), batches)]
+        parts = [
+            _no_graphs(),
+            *pool.map(lambda rows: _read_batch(rows, array, texts, fit), batches),
+        ]
     rows = pa.concat_arrays([part.rows for part in parts]).to_numpy()
-    position = np.full(len(texts), -1, dtype=np.int64)
+    position = np.full(len(array), -1, dtype=np.int64)
     position[rows] = np.arange(len(rows))
     by_record = pa.array(position, mask=position < 0)
     values = {

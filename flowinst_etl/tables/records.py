@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +24,7 @@ from flowinst_etl.tables.values import (
     INT16,
     INT64,
     JSON_TEXT,
+    NON_STANDARD,
     TEXT,
     Errors,
     Invalid,
@@ -72,6 +73,11 @@ _TIMES = {
 }
 
 
+#: A converted record field: the values as a list (the reference reading) or an Arrow array of
+#: the field's type (the fast reading, or the list made into one).
+Column: TypeAlias = list[Any] | pa.Array
+
+
 @dataclass(frozen=True)
 class RecordFields:
     """The known fields of a batch of records, converted; kept until the graphs are read, because
@@ -87,23 +93,31 @@ class RecordFields:
 
     records: list[dict[Any, Any]]
     types: list[Any]
-    columns: dict[str, list[Any]]
+    columns: dict[str, Column]
     ready: dict[str, pa.Array]
     errors: Errors
 
     @property
-    def graph_texts(self) -> list[str | None]:
-        """Each record's graph JSON text, ``None`` where it has none."""
-        return self.columns["graph"]
+    def graph_texts(self) -> list[str | None] | None:
+        """Each record's graph JSON text (``None`` where it has none) when the graphs were read
+        value by value; ``None`` when :attr:`graph_array` holds them exactly as sent."""
+        graphs = self.columns["graph"]
+        return graphs if isinstance(graphs, list) else None
 
     @property
     def graph_array(self) -> pa.StringArray:
-        """The same graph texts as an Arrow array."""
+        """The graph texts as an Arrow array."""
         return self.ready["graph"]
 
 
 def read_records(found: Iterable[FoundInstance], server_tz: tzinfo) -> RecordFields:
     """The known fields of the records, converted; never raises on a record.
+
+    Text and boolean fields are read by Arrow in one pass when every value already has its
+    column's type (the usual record); otherwise every field is read value by value with the
+    lenient rules of :mod:`.values`. Both give the same values for every record the fast
+    reading accepts, so it only saves time. Integer fields are always read value by value:
+    Arrow would take an integral float beyond 2**53 that the lenient rules refuse.
 
     Args:
         found: the records, each with the scheduling type of the query that found it.
@@ -111,13 +125,45 @@ def read_records(found: Iterable[FoundInstance], server_tz: tzinfo) -> RecordFie
     """
     errors: Errors = defaultdict(list)
     records, types = _as_dicts(found, errors)
-    columns = {
-        key: converted([record.get(key) for record in records], kind, key, errors)
-        for key, _, kind in _RECORD_FIELDS
-    }
+    columns: dict[str, Column] = _fast_columns(records)
+    for key, _, kind in _RECORD_FIELDS:
+        if key not in columns:
+            columns[key] = converted([record.get(key) for record in records], kind, key, errors)
     ready = {name: _utc(columns[key], server_tz, key, errors) for name, key in _TIMES.items()}
-    ready["graph"] = to_array(columns["graph"], pa.string())
+    ready["graph"] = _array(columns["graph"], pa.string())
     return RecordFields(records, types, columns, ready, errors)
+
+
+_FAST_FIELDS = tuple((key, kind) for key, _, kind in _RECORD_FIELDS if not kind.bits)
+_FAST_STRUCT = pa.struct([(key, kind.arrow) for key, kind in _FAST_FIELDS])
+
+
+def _fast_columns(records: list[dict[Any, Any]]) -> dict[str, pa.Array]:
+    """The text and boolean fields read by Arrow, or nothing when a value would need converting.
+
+    Arrow takes only ``str`` (or ``None``) into a string field and only ``bool`` into a boolean
+    one, exactly the values those kinds keep as they are; a JSON text holding NaN, Infinity or a
+    huge number needs rewriting, and lone surrogates need replacing: both are left to the
+    value-by-value reading.
+    """
+    try:
+        struct = pa.array(records, _FAST_STRUCT)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return {}
+    if not isinstance(struct, pa.StructArray):  # text beyond one array's 2 GB: chunked
+        return {}
+    columns = {key: struct.field(key) for key, _ in _FAST_FIELDS}
+    for key, kind in _FAST_FIELDS:
+        if (
+            kind is JSON_TEXT
+            and pc.any(pc.match_substring_regex(columns[key], NON_STANDARD)).as_py()
+        ):
+            return {}
+    return columns
+
+
+def _array(column: Column, arrow: pa.DataType) -> pa.Array:
+    return column if isinstance(column, pa.Array) else to_array(column, arrow)
 
 
 def _as_dicts(
@@ -140,7 +186,7 @@ def _as_dicts(
     return records, types
 
 
-def _utc(texts: list[str | None], server_tz: tzinfo, label: str, errors: Errors) -> pa.Array:
+def _utc(texts: Column, server_tz: tzinfo, label: str, errors: Errors) -> pa.Array:
     """Server-local time strings as UTC instants (``UTC_MS``); unreadable ones become null."""
     offset = server_tz.utcoffset(None)
     if offset is not None:
@@ -149,7 +195,7 @@ def _utc(texts: list[str | None], server_tz: tzinfo, label: str, errors: Errors)
         except (Refused, pa.ArrowInvalid, UnicodeEncodeError):
             pass
     out: list[datetime | None] = []
-    for row, text in enumerate(texts):
+    for row, text in enumerate(texts.to_pylist() if isinstance(texts, pa.Array) else texts):
         try:
             out.append(server_time_to_utc(text, server_tz))
         except (ValueError, OverflowError):
@@ -158,9 +204,9 @@ def _utc(texts: list[str | None], server_tz: tzinfo, label: str, errors: Errors)
     return pa.array(out, UTC_MS)
 
 
-def _utc_vectorised(texts: list[str | None], offset: timedelta) -> pa.Array:
+def _utc_vectorised(texts: Column, offset: timedelta) -> pa.Array:
     """The fixed-offset case in Arrow, for columns where every value has the plain form."""
-    raw = pa.array(texts, pa.string())
+    raw = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
     raw = pc.if_else(pc.equal(raw, ""), pa.scalar(None, pa.string()), raw)
     if not pc.all(pc.match_substring_regex(raw, _PLAIN_TIME)).as_py():
         raise Refused
@@ -199,7 +245,7 @@ def instances_table(
     """
     columns, records, errors = fields.columns, fields.records, fields.errors
     arrays = {
-        column: to_array(columns[key], FLOW_INSTANCES.field(column).type)
+        column: _array(columns[key], FLOW_INSTANCES.field(column).type)
         for key, column, _ in _RECORD_FIELDS
         if column is not None and column not in fields.ready
     }
@@ -207,7 +253,7 @@ def instances_table(
     arrays["type"] = to_array(converted(fields.types, INT8, "scheduling_type", errors), pa.int8())
     arrays.update(graph_values)
     arrays["alert_mode"] = pc.coalesce(
-        to_array(columns["alertMode"], pa.int16()), graph_values["alert_mode"]
+        _array(columns["alertMode"], pa.int16()), graph_values["alert_mode"]
     )
     arrays["graph_error"] = pc.if_else(
         pc.is_null(arrays["graph"]), "no graph in the record", graph_values["graph_error"]

@@ -91,7 +91,8 @@ def standard_json(value: Any, *, sort_keys: bool = False) -> str:
 #: infinity: an exponent of three digits or more, or a run of 200 digits (with an exponent of
 #: at most 99, overflowing takes at least 210 digits before the point).
 _HUGE_NUMBER = re.compile(r"[0-9][eE]\+?[0-9]{3}|[0-9]{200}")
-_NON_STANDARD = "NaN|Infinity|" + _HUGE_NUMBER.pattern
+#: What marks a JSON text that may not be standard JSON as sent (an RE2 and Python pattern).
+NON_STANDARD = "NaN|Infinity|" + _HUGE_NUMBER.pattern
 
 
 def _json_text(value: Any) -> str:
@@ -119,7 +120,7 @@ def _json_texts_to_convert(values: list[Any]) -> list[int]:
     texts = [value if isinstance(value, str) else None for value in values]
     rows = [row for row, value in enumerate(values) if value is not None and texts[row] is None]
     try:
-        suspect = pc.match_substring_regex(pa.array(texts, pa.string()), _NON_STANDARD)
+        suspect = pc.match_substring_regex(pa.array(texts, pa.string()), NON_STANDARD)
     except UnicodeEncodeError:  # a lone surrogate: Arrow takes no such text, look at all
         return [row for row, value in enumerate(values) if value is not None]
     rows += pc.indices_nonzero(suspect.fill_null(False)).to_pylist()

@@ -55,7 +55,9 @@ any_text = st.builds(
     plain_text,
 )
 huge_integers = st.sampled_from([2**31, 2**63 - 1, 2**63, -(2**63) - 1, 2**64, 10**40, -(10**400)])
-odd_floats = st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 1e308, 5e-324, 2.5, 1e19])
+odd_floats = st.sampled_from(
+    [math.nan, math.inf, -math.inf, -0.0, 1e308, 5e-324, 2.5, 1e19, 2.0**60, 5.0]
+)
 digit_strings = st.integers(-(10**20), 10**20).map(str) | st.sampled_from(
     [" 7 ", "+7", "1_000", "٣", "0x10", "1e3", "", "-"]
 )
@@ -547,6 +549,57 @@ def test_ids_are_exact_alone_and_in_any_batch(id_lists: list[list[Any]]) -> None
 
     assert together["task_id"].tolist() == [i for ids in expected for i in ids]
     assert alone == expected
+
+
+#: A record every field of which has its documented type: read by Arrow in one pass.
+CLEAN_RECORD = {
+    "instanceId": "1-20261120080000",
+    "flowId": 1,
+    "flowName": "flow",
+    "status": 1,
+    "statusDesc": "SUCCESS",
+    "triggerTime": "2026-11-20 08:00:00",
+    "startTime": "2026-11-20 08:00:05",
+    "endTime": "2026-11-20 08:01:00",
+    "timestamp": "2026-11-20 08:00:00.5",
+    "parameters": "[]",
+    "owner": "a",
+    "virtual": False,
+    "graph": '{"tasks": [{"taskId": 1}]}',
+}
+#: Beside a record with a number for a text field, a batch is read value by value.
+VALUE_BY_VALUE = {**CLEAN_RECORD, "instanceId": "2-20261120080000", "flowName": 2}
+
+
+def assert_reads_as_value_by_value(key: str, value: Any) -> None:
+    """A clean record with ``value`` in ``key`` reads as it does in a batch read value by value."""
+    odd = FoundInstance(1, {**CLEAN_RECORD, key: value})
+    other = FoundInstance(1, VALUE_BY_VALUE)
+    alone = flatten([odd], timezone.utc).as_dict()
+    beside = flatten([odd, other], timezone.utc).as_dict()
+    others = flatten([other], timezone.utc).as_dict()
+
+    for table in TABLES:  # rows come in record order: the odd record's first
+        expected = beside[table].head(len(beside[table]) - len(others[table]))
+        pd.testing.assert_frame_equal(alone[table], expected, obj=f"{table} ({key}={value!r})")
+
+
+FIELDS = sorted(RECORD_KEYS) + ["instanceId", "graph"]
+#: Values one JSON type away from a field's own: what a one-pass reader might take silently.
+CONFUSABLE = [None, True, False, 0, 1, 7, 2**63, 2.5, 5.0, 2.0**60, "", "1", "true", "NaN", "x"]
+CONFUSABLE += [{}, [], {"a": 1}, "x\ud800", "[1e999]"]
+
+
+@pytest.mark.parametrize("key", FIELDS)
+def test_confusable_values_read_the_same_in_one_pass_and_value_by_value(key: str) -> None:
+    for value in CONFUSABLE:
+        assert_reads_as_value_by_value(key, value)
+
+
+@FUZZ
+@given(st.sampled_from(FIELDS), field_values | texts)
+def test_one_odd_field_reads_the_same_in_one_pass_and_value_by_value(key: str, value: Any) -> None:
+    assert_reads_as_value_by_value(key, value)
 
 
 def test_strategies_reach_the_adversarial_corners() -> None:
