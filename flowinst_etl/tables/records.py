@@ -146,6 +146,8 @@ def _fast_columns(records: list[dict[Any, Any]]) -> dict[str, pa.Array]:
     huge number needs rewriting, and lone surrogates need replacing: both are left to the
     value-by-value reading.
     """
+    if not _json_shaped(records):
+        return {}
     try:
         struct = pa.array(records, _FAST_STRUCT)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
@@ -160,6 +162,26 @@ def _fast_columns(records: list[dict[Any, Any]]) -> dict[str, pa.Array]:
         ):
             return {}
     return columns
+
+
+_JSON_TYPES = frozenset({str, int, float, bool, type(None), list, dict})
+
+
+def _json_shaped(records: list[dict[Any, Any]]) -> bool:
+    """Whether every record is a plain dict with text keys holding only what JSON decoders make.
+
+    Arrow's conversion matches the lenient rules only there: it also takes ``bytes`` as text and
+    NumPy booleans as booleans, reads a dict's storage past an overridden ``get``, and picks the
+    key type of a whole batch from one record (a record with ``bytes`` keys would blank the rest).
+    """
+    key_types: set[type] = set()
+    value_types: set[type] = set()
+    for record in records:
+        if type(record) is not dict:
+            return False
+        key_types.update(map(type, record))
+        value_types.update(map(type, record.values()))
+    return key_types <= {str} and value_types <= _JSON_TYPES
 
 
 def _array(column: Column, arrow: pa.DataType) -> pa.Array:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
@@ -571,35 +572,58 @@ CLEAN_RECORD = {
 VALUE_BY_VALUE = {**CLEAN_RECORD, "instanceId": "2-20261120080000", "flowName": 2}
 
 
-def assert_reads_as_value_by_value(key: str, value: Any) -> None:
-    """A clean record with ``value`` in ``key`` reads as it does in a batch read value by value."""
-    odd = FoundInstance(1, {**CLEAN_RECORD, key: value})
+def assert_reads_as_value_by_value(record: dict[Any, Any]) -> None:
+    """``record`` reads the same alone (in one pass, if it can be) as beside a record that
+    forces the value-by-value reading."""
     other = FoundInstance(1, VALUE_BY_VALUE)
-    alone = flatten([odd], timezone.utc).as_dict()
-    beside = flatten([odd, other], timezone.utc).as_dict()
+    alone = flatten([FoundInstance(1, record)], timezone.utc).as_dict()
+    beside = flatten([FoundInstance(1, record), other], timezone.utc).as_dict()
     others = flatten([other], timezone.utc).as_dict()
-
-    for table in TABLES:  # rows come in record order: the odd record's first
+    for table in TABLES:
         expected = beside[table].head(len(beside[table]) - len(others[table]))
-        pd.testing.assert_frame_equal(alone[table], expected, obj=f"{table} ({key}={value!r})")
+        pd.testing.assert_frame_equal(alone[table], expected, obj=table)
 
 
 FIELDS = sorted(RECORD_KEYS) + ["instanceId", "graph"]
 #: Values one JSON type away from a field's own: what a one-pass reader might take silently.
 CONFUSABLE = [None, True, False, 0, 1, 7, 2**63, 2.5, 5.0, 2.0**60, "", "1", "true", "NaN", "x"]
 CONFUSABLE += [{}, [], {"a": 1}, "x\ud800", "[1e999]"]
+#: Python values no JSON decoder makes, which Arrow would also take as text or booleans.
+CONFUSABLE += [b"x", bytearray(b"x"), memoryview(b"x"), np.bool_(True)]
 
 
 @pytest.mark.parametrize("key", FIELDS)
 def test_confusable_values_read_the_same_in_one_pass_and_value_by_value(key: str) -> None:
     for value in CONFUSABLE:
-        assert_reads_as_value_by_value(key, value)
+        assert_reads_as_value_by_value({**CLEAN_RECORD, key: value})
+
+
+class OverriddenGet(dict):  # type: ignore[type-arg]
+    def get(self, key: Any, default: Any = None) -> Any:
+        return "from get"
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [{b"flowName": "bytes key", "flowId": 8}, OverriddenGet(CLEAN_RECORD)],
+    ids=["bytes keys", "a dict whose get differs from its storage"],
+)
+def test_a_record_no_json_decoder_makes_changes_no_other_record(odd: dict[Any, Any]) -> None:
+    clean = FoundInstance(1, CLEAN_RECORD)
+    alone = flatten([clean], timezone.utc).as_dict()
+
+    after_odd = flatten([FoundInstance(1, odd), clean], timezone.utc).as_dict()
+
+    for table in TABLES:  # the clean record's rows come last
+        kept = after_odd[table].tail(len(alone[table])).reset_index(drop=True)
+        pd.testing.assert_frame_equal(kept, alone[table], obj=table)
+    assert_reads_as_value_by_value(odd)
 
 
 @FUZZ
 @given(st.sampled_from(FIELDS), field_values | texts)
 def test_one_odd_field_reads_the_same_in_one_pass_and_value_by_value(key: str, value: Any) -> None:
-    assert_reads_as_value_by_value(key, value)
+    assert_reads_as_value_by_value({**CLEAN_RECORD, key: value})
 
 
 def test_strategies_reach_the_adversarial_corners() -> None:
