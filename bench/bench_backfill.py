@@ -399,7 +399,7 @@ def report(title: str, runs: dict[str, list[Measure]]) -> dict[str, Measure]:
         f"naive/backfill wall {naive.wall_s / ours.wall_s:5.2f}x (goal >= 5x)   "
         f"backfill/floor CPU {ours.cpu_s / floor.cpu_s:5.2f}x (goal <= 2x)   "
         f"backfill peak RSS {ours.rss_mb:.0f} MB   "
-        f"same instances: {'yes' if len(counts) == 1 else f'NO {sorted(counts)}'}"
+        f"same instance counts: {'yes' if len(counts) == 1 else f'NO {sorted(counts)}'}"
     )
     return median
 
