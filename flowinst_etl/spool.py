@@ -10,17 +10,21 @@ gave it (NaN and infinities included), so a record read back is the record recei
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
 import threading
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import IO, Any
 
 from flowinst_etl.exceptions import ConfigError, StoreError
 
 #: Records held in memory across every extracted window not yet written, by default: about
 #: 100 MB of records (those of four 3,000-instance days in flight fit).
 RECORDS_IN_MEMORY = 25_000
+#: Bytes a spool writes and reads at a time.
+BLOCK_BYTES = 256 * 1024
 
 
 class RecordBudget:
@@ -64,14 +68,21 @@ Kept = dict[str, Any] | Spilled
 class Spool:
     """The records of one walk: in memory while ``budget`` allows, then spilled to a file.
 
-    One thread writes a spool; any thread may read it once the writer is done.
+    One thread writes a spool; any thread may read it, each read under the spool's lock. The
+    file is written and read in blocks of :data:`BLOCK_BYTES`, not a system call per record
+    (those took about as long as pickling itself).
     """
 
     def __init__(self, budget: RecordBudget) -> None:
         self.budget = budget
         self.held = 0
-        self._file: BinaryIO | None = None
+        self._file: IO[bytes] | None = None
         self._size = 0
+        self._lock = threading.Lock()
+        self._unflushed = False
+        self._block = b""
+        self._block_offset = 0
+        self._read_to = -1
 
     def keep(self, record: dict[str, Any]) -> Kept:
         """Keep ``record``; what comes back gives it again through :func:`load`.
@@ -83,28 +94,36 @@ class Spool:
             self.held += 1
             return record
         data = pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
-        try:
-            self._append(data)
-        except OSError as exc:
-            raise StoreError(
-                "records beyond FLOWINST_RECORDS_IN_MEMORY could not wait in a temporary file "
-                f"under {tempfile.gettempdir()}: {exc}; point TMPDIR at a folder with room, or "
-                "raise FLOWINST_RECORDS_IN_MEMORY"
-            ) from exc
+        with self._lock, _no_room_is_a_store_error():
+            if self._file is None:  # unnamed: gone with the process, whatever ends it
+                self._file = tempfile.TemporaryFile("w+b", BLOCK_BYTES, prefix="flowinst-records-")
+            self._file.write(data)
+            self._unflushed = True
         self._size += len(data)
         return Spilled(self, self._size - len(data), len(data))
 
-    def _append(self, data: bytes) -> None:
-        if self._file is None:  # unnamed: gone with the process, whatever ends it
-            self._file = tempfile.TemporaryFile(prefix="flowinst-records-", buffering=0)
-        descriptor, offset = self._file.fileno(), self._size
-        written = os.pwrite(descriptor, data, offset)
-        while written < len(data):
-            written += os.pwrite(descriptor, data[written:], offset + written)
-
     def read(self, offset: int, length: int) -> dict[str, Any]:
-        assert self._file is not None
-        data = os.pread(self._file.fileno(), length, offset)
+        """The record spilled at ``offset``, ``length`` bytes long.
+
+        Raises:
+            StoreError: what waits in the write buffer could not be written.
+        """
+        with self._lock:
+            assert self._file is not None
+            if self._unflushed:
+                with _no_room_is_a_store_error():
+                    self._file.flush()
+                self._unflushed = False
+            start = offset - self._block_offset
+            if start < 0 or start + length > len(self._block):
+                # A block when reading on from the last record (records are read back in the
+                # order they were kept), else only this record; pread leaves the file position,
+                # where the writer appends, as it is.
+                size = max(length, BLOCK_BYTES) if offset == self._read_to else length
+                self._block = os.pread(self._file.fileno(), size, offset)
+                self._block_offset, start = offset, 0
+            self._read_to = offset + length
+            data = memoryview(self._block)[start : start + length]
         record: dict[str, Any] = pickle.loads(data)
         return record
 
@@ -112,9 +131,24 @@ class Spool:
         """Give the memory budget back and remove the file; kept records become unreadable."""
         self.budget.give_back(self.held)
         self.held = 0
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                with contextlib.suppress(OSError):  # unwritten records are not needed any more
+                    self._file.close()
+                self._file = None
+            self._block = b""
+
+
+@contextlib.contextmanager
+def _no_room_is_a_store_error() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(
+            "records beyond FLOWINST_RECORDS_IN_MEMORY could not wait in a temporary file "
+            f"under {tempfile.gettempdir()}: {exc}; point TMPDIR at a folder with room, or "
+            "raise FLOWINST_RECORDS_IN_MEMORY"
+        ) from exc
 
 
 def load(kept: Kept) -> dict[str, Any]:
