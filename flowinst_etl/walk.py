@@ -511,13 +511,16 @@ class TypeWalker:
         if lost:
             self._fail(
                 f"re-reading second {_iso(lo)} in parts by id did not find {lost[0]}, seen "
-                "there before: the gateway's expression does not split ids as assumed"
+                "there before: it moved while the day was read (run the day again), or the "
+                "gateway's expression does not split ids as assumed"
             )
         found |= unsplittable
         if len(found) != size:
+            shorter = f"; or a flow id is no longer than {len(suffix)} digits" if suffix else ""
             self._fail(
-                f"second {_iso(lo)} holds {size} instances but only {len(found)} could be told "
-                f"apart by expression (a flow id no longer than {len(suffix)} digits?)"
+                f"second {_iso(lo)} held {size} instances when paged but {len(found)} when "
+                "re-read in parts by flow id: the gateway changed that second while the day was "
+                f"read, run the day again{shorter}"
             )
         return found
 
@@ -577,8 +580,9 @@ class TypeWalker:
         if not page.records or self._trigger_ms(page.records[0]) != row.trigger_ms:
             self._fail(
                 f"instance {row.record.get('instanceId')} at {row.record.get('triggerTime')!r} "
-                f"reads as {_iso(row.trigger_ms)} in {self.server_tz}, but the gateway holds "
-                f"nothing at that instant: {self._zone_advice()}"
+                f"reads as {_iso(row.trigger_ms)} in {self.server_tz}, but the gateway now "
+                "holds nothing at that instant: either it moved since it was read (run the day "
+                f"again) or {self._zone_advice()}"
             )
 
     def _zone_advice(self) -> str:
