@@ -24,7 +24,6 @@ from flowinst_etl.tables.values import (
     INT16,
     INT64,
     JSON_TEXT,
-    NON_STANDARD,
     TEXT,
     Errors,
     Invalid,
@@ -32,6 +31,7 @@ from flowinst_etl.tables.values import (
     Refused,
     brief,
     converted,
+    may_be_non_standard_json,
     standard_json,
     to_array,
 )
@@ -141,10 +141,10 @@ _FAST_STRUCT = pa.struct([(key, kind.arrow) for key, kind in _FAST_FIELDS])
 def _fast_columns(records: list[dict[Any, Any]]) -> dict[str, pa.Array]:
     """The text and boolean fields read by Arrow, or nothing when a value would need converting.
 
-    Arrow takes only ``str`` (or ``None``) into a string field and only ``bool`` into a boolean
-    one, exactly the values those kinds keep as they are; a JSON text holding NaN, Infinity or a
-    huge number needs rewriting, and lone surrogates need replacing: both are left to the
-    value-by-value reading.
+    Of the values JSON decoders make (:func:`_json_shaped`), Arrow takes only ``str`` (or
+    ``None``) into a string field and only ``bool`` into a boolean one, exactly the values those
+    kinds keep as they are; a JSON text holding NaN, Infinity or a huge number needs rewriting,
+    and lone surrogates need replacing: both are left to the value-by-value reading.
     """
     if not _json_shaped(records):
         return {}
@@ -156,10 +156,7 @@ def _fast_columns(records: list[dict[Any, Any]]) -> dict[str, pa.Array]:
         return {}
     columns = {key: struct.field(key) for key, _ in _FAST_FIELDS}
     for key, kind in _FAST_FIELDS:
-        if (
-            kind is JSON_TEXT
-            and pc.any(pc.match_substring_regex(columns[key], NON_STANDARD)).as_py()
-        ):
+        if kind is JSON_TEXT and pc.any(may_be_non_standard_json(columns[key])).as_py():
             return {}
     return columns
 

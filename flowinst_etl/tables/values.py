@@ -91,8 +91,7 @@ def standard_json(value: Any, *, sort_keys: bool = False) -> str:
 #: infinity: an exponent of three digits or more, or a run of 200 digits (with an exponent of
 #: at most 99, overflowing takes at least 210 digits before the point).
 _HUGE_NUMBER = re.compile(r"[0-9][eE]\+?[0-9]{3}|[0-9]{200}")
-#: What marks a JSON text that may not be standard JSON as sent (an RE2 and Python pattern).
-NON_STANDARD = "NaN|Infinity|" + _HUGE_NUMBER.pattern
+_NON_STANDARD = "NaN|Infinity|" + _HUGE_NUMBER.pattern
 
 
 def _json_text(value: Any) -> str:
@@ -110,20 +109,26 @@ def _json_text(value: Any) -> str:
     return value
 
 
+def may_be_non_standard_json(texts: pa.Array) -> pa.BooleanArray:
+    """Whether each JSON text may not be standard JSON as sent: it holds NaN, Infinity or a
+    number too large for a float (false for null).
+
+    Screened by Arrow's RE2 (linear time, ~3 ms per 1,000 graphs); Python's ``re`` takes ~80 µs
+    per graph on this pattern, which made screening most of a day's flattening.
+    """
+    return pc.match_substring_regex(texts, _NON_STANDARD).fill_null(False)
+
+
 def _json_texts_to_convert(values: list[Any]) -> list[int]:
     """Positions whose value may not be standard JSON text as sent: values that are not text,
-    and texts holding NaN, Infinity or a huge number.
-
-    Texts are screened by Arrow's RE2 (linear time, ~3 ms per 1,000 graphs); Python's ``re``
-    takes ~80 µs per graph on this pattern, which made screening most of a day's flattening.
-    """
+    and texts :func:`may_be_non_standard_json` flags."""
     texts = [value if isinstance(value, str) else None for value in values]
     rows = [row for row, value in enumerate(values) if value is not None and texts[row] is None]
     try:
-        suspect = pc.match_substring_regex(pa.array(texts, pa.string()), NON_STANDARD)
+        suspect = may_be_non_standard_json(pa.array(texts, pa.string()))
     except UnicodeEncodeError:  # a lone surrogate: Arrow takes no such text, look at all
         return [row for row, value in enumerate(values) if value is not None]
-    rows += pc.indices_nonzero(suspect.fill_null(False)).to_pylist()
+    rows += pc.indices_nonzero(suspect).to_pylist()
     return sorted(rows)
 
 
