@@ -32,6 +32,8 @@ DOCUMENTED_INSTANCE = REPOSITORY / "docs" / "dagster.yaml"
 POOL = "enos_api"
 PARENT_RUN_TAG = "dagster/parent_run_id"
 BACKFILL_TAG = "dagster/backfill"
+WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 
 #: The mutation the UI sends for Materialize > partitions > Launch backfill.
 LAUNCH_BACKFILL = """
@@ -43,6 +45,20 @@ mutation LaunchBackfill($params: LaunchBackfillParams!) {
   }
 }
 """
+
+#: The mutation the UI sends for Re-execute > From failure.
+REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+#: Where Dagster's retry daemon (its event log consumer) keeps how far it read RUN_FAILURE events.
+RETRY_DAEMON_CURSOR = f"EVENT_LOG_CONSUMER_CURSOR-{dg.DagsterEventType.RUN_FAILURE.value}"
 
 #: The shortest polling the daemon allows: dequeue every second, retry failed runs within a second.
 FAST_DAEMON = {"DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1"}
@@ -81,6 +97,11 @@ def days_between(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
+def workspace_file(home: Path) -> Path:
+    """The workspace file of the deployment at ``home``."""
+    return home / "workspace.yaml"
+
+
 def write_deployment(home: Path, pool_limit: int) -> Path:
     """``$DAGSTER_HOME/dagster.yaml`` (the documented one with ``pool_limit`` and the shortest
     dequeue interval) and a workspace loading the code location; returns the workspace file."""
@@ -91,7 +112,7 @@ def write_deployment(home: Path, pool_limit: int) -> Path:
     config["code_servers"] = {"wait_for_local_processes_on_shutdown": True}
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    workspace = home / "workspace.yaml"
+    workspace = workspace_file(home)
     location = {"module_name": "pipelines.definitions", "working_directory": str(REPOSITORY)}
     workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": location}]}))
     return workspace
@@ -112,24 +133,64 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def launch_backfill(instance: dg.DagsterInstance, workspace: Path, partitions: list[str]) -> str:
-    """Launch a backfill of the four tables over ``partitions`` through GraphQL; its id."""
+def graphql(instance: dg.DagsterInstance, workspace: Path, query: str, variables: dict) -> dict:
+    """The data of ``query`` run against the deployment, as the UI's requests are."""
     target = WorkspaceFileTarget(paths=[str(workspace)])
     with WorkspaceProcessContext(instance, target) as process_context:
-        result = execute_dagster_graphql(
-            process_context.create_request_context(),
-            LAUNCH_BACKFILL,
-            {
-                "params": {
-                    "partitionNames": partitions,
-                    "assetSelection": [{"path": [table]} for table in TABLES],
-                }
-            },
-        )
+        result = execute_dagster_graphql(process_context.create_request_context(), query, variables)
     assert not result.errors, result.errors
-    launched = result.data["launchPartitionBackfill"]
+    return dict(result.data)
+
+
+def launch_backfill(instance: dg.DagsterInstance, workspace: Path, partitions: list[str]) -> str:
+    """Launch a backfill of the four tables over ``partitions`` through GraphQL; its id."""
+    params = {
+        "partitionNames": partitions,
+        "assetSelection": [{"path": [table]} for table in TABLES],
+    }
+    launched = graphql(instance, workspace, LAUNCH_BACKFILL, {"params": params})
+    launched = launched["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     return str(launched["backfillId"])
+
+
+def reexecute_from_failure(instance: dg.DagsterInstance, workspace: Path, run_id: str) -> str:
+    """Re-execute the failed run ``run_id`` from failure, as the UI's button does; the new run's
+    id. It keeps the parent's tags, so it belongs to the same backfill."""
+    params = {"parentRunId": run_id, "strategy": "FROM_FAILURE"}
+    launched = graphql(instance, workspace, REEXECUTE, {"params": params})
+    launched = launched["launchRunReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return str(launched["run"]["runId"])
+
+
+def missed_by_retry_daemon(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether Dagster's retry daemon has passed over the failure of ``run_id`` without retrying
+    a run it tagged ``dagster/will_retry=true``.
+
+    The daemon reads each RUN_FAILURE event once, at a cursor. The process reporting a failure
+    stores that event before it marks the run FAILURE and tags it, so a daemon reading in between
+    sees a run that has not failed, moves its cursor past the event and never retries the run
+    (Dagster 1.13, ``auto_run_reexecution.should_retry``). The daemon tags a run it retries before
+    it stores its cursor, so the cursor is read first: past the event with no retry tag after it is
+    a miss, never a retry on its way.
+    """
+    cursor = instance.daemon_cursor_storage.get_cursor_values({RETRY_DAEMON_CURSOR})
+    if RETRY_DAEMON_CURSOR not in cursor:
+        return False
+    failures = instance.event_log_storage.get_logs_for_all_runs_by_log_id(
+        after_cursor=-1, dagster_event_type=dg.DagsterEventType.RUN_FAILURE
+    )
+    read = [i for i, event in failures.items() if event.run_id == run_id]
+    run = instance.get_run_by_id(run_id)
+    return (
+        bool(read)
+        and int(cursor[RETRY_DAEMON_CURSOR]) >= max(read)
+        and run is not None
+        and run.status == dg.DagsterRunStatus.FAILURE
+        and run.tags.get(WILL_RETRY_TAG) == "true"
+        and AUTO_RETRY_RUN_ID_TAG not in run.tags
+    )
 
 
 @contextmanager
@@ -156,7 +217,7 @@ def run_backfill(
     partitions: list[str],
     pool_limit: int,
     on_poll: Callable[[dg.DagsterInstance], None] = lambda instance: None,
-    timeout_s: float = 300,
+    timeout_s: float = 240,  # under pytest-timeout's 300 s: a stuck backfill fails naming its log
 ) -> Outcome:
     """Launch a backfill of ``partitions`` with every process reading ``env``, run the daemon until
     the backfill settles (``on_poll`` is called on every poll meanwhile), and read what happened."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -24,8 +25,11 @@ from tests.pipelines.deployment import (
     RunSpan,
     days_between,
     environment,
+    missed_by_retry_daemon,
     most_in_flight,
+    reexecute_from_failure,
     run_backfill,
+    workspace_file,
 )
 from tests.pipelines.test_check_history import assert_every_check_resolved_on_its_day
 from tests.support import s3_server
@@ -82,13 +86,24 @@ def kill_a_run_after_its_first_day(instance: dg.DagsterInstance) -> str | None:
 
 def backfill(home: Path, env: dict[str, str], kill_one: bool) -> tuple[Outcome, str | None]:
     """The 12-day backfill through the daemon; with ``kill_one``, one run is killed mid-way.
-    Returns what happened and the killed run's id."""
+    Returns what happened and the killed run's id.
+
+    Should Dagster's retry daemon pass over the killed run (``missed_by_retry_daemon``), the run
+    is re-executed from failure as README tells a user to, with a warning naming the miss."""
     killed: list[str] = []
+    reexecuted: list[str] = []
 
     def kill(instance: dg.DagsterInstance) -> None:
         if kill_one and not killed:
             victim = kill_a_run_after_its_first_day(instance)
             killed.extend([victim] if victim else [])
+        elif killed and not reexecuted and missed_by_retry_daemon(instance, killed[0]):
+            reexecuted.append(reexecute_from_failure(instance, workspace_file(home), killed[0]))
+            warnings.warn(
+                f"Dagster's retry daemon passed over killed run {killed[0]}; it was re-executed "
+                f"from failure as {reexecuted[0]}",
+                stacklevel=1,
+            )
 
     partitions = days_between(FIRST, LAST)
     outcome = run_backfill(home, env, partitions, POOL_LIMIT, on_poll=kill)
