@@ -60,6 +60,11 @@ mutation Reexecute($params: ReexecutionParams!) {
 #: Where Dagster's retry daemon (its event log consumer) keeps how far it read RUN_FAILURE events.
 RETRY_DAEMON_CURSOR = f"EVENT_LOG_CONSUMER_CURSOR-{dg.DagsterEventType.RUN_FAILURE.value}"
 
+
+class RetryDaemonMissed(UserWarning):
+    """Dagster's retry daemon passed over a failed run it had tagged to retry."""
+
+
 #: The shortest polling the daemon allows: dequeue every second, retry failed runs within a second.
 FAST_DAEMON = {"DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1"}
 
@@ -154,14 +159,19 @@ def launch_backfill(instance: dg.DagsterInstance, workspace: Path, partitions: l
     return str(launched["backfillId"])
 
 
-def reexecute_from_failure(instance: dg.DagsterInstance, workspace: Path, run_id: str) -> str:
-    """Re-execute the failed run ``run_id`` from failure, as the UI's button does; the new run's
-    id. It keeps the parent's tags, so it belongs to the same backfill."""
+def retry_by_hand(instance: dg.DagsterInstance, workspace: Path, run_id: str) -> str:
+    """Retry the failed run ``run_id`` as README tells a user to: re-execute it from failure, as
+    the UI's button does, then tag it ``dagster/auto_retry_run_id`` with the new run, as Dagster's
+    retry daemon tags a run it retries. Without the tag the backfill waits for ever for the retry
+    ``dagster/will_retry=true`` promises (``DagsterRun.is_complete_and_waiting_to_retry``). The new
+    run keeps the parent's tags, so it belongs to the same backfill. Returns its id."""
     params = {"parentRunId": run_id, "strategy": "FROM_FAILURE"}
     launched = graphql(instance, workspace, REEXECUTE, {"params": params})
     launched = launched["launchRunReexecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
-    return str(launched["run"]["runId"])
+    retry_id = str(launched["run"]["runId"])
+    instance.add_run_tags(run_id, {AUTO_RETRY_RUN_ID_TAG: retry_id})
+    return retry_id
 
 
 def missed_by_retry_daemon(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -246,10 +256,13 @@ def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.Dag
 
 
 def settled(instance: dg.DagsterInstance, backfill_id: str, partitions: list[str]) -> bool:
-    """Every partition of every table materialised, no run of the backfill unfinished, and every
-    failed run followed by a retry."""
+    """Every partition of every table materialised, no run of the backfill unfinished, every
+    failed run followed by a retry, and none that Dagster's backfill daemon would still wait for
+    (``is_complete_and_waiting_to_retry``, what keeps a backfill ``REQUESTED``)."""
     runs = backfill_runs(instance, backfill_id)
     if not runs or not all(run.is_finished for run in runs):
+        return False
+    if any(run.is_complete_and_waiting_to_retry for run in runs):
         return False
     retried = {run.tags.get(PARENT_RUN_TAG) for run in runs}
     if any(run.status == dg.DagsterRunStatus.FAILURE and run.run_id not in retried for run in runs):

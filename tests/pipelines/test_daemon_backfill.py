@@ -22,12 +22,13 @@ from tests.guarantees.harness import assert_days_exact
 from tests.pipelines.conftest import enos_environment
 from tests.pipelines.deployment import (
     Outcome,
+    RetryDaemonMissed,
     RunSpan,
     days_between,
     environment,
     missed_by_retry_daemon,
     most_in_flight,
-    reexecute_from_failure,
+    retry_by_hand,
     run_backfill,
     workspace_file,
 )
@@ -89,19 +90,20 @@ def backfill(home: Path, env: dict[str, str], kill_one: bool) -> tuple[Outcome, 
     Returns what happened and the killed run's id.
 
     Should Dagster's retry daemon pass over the killed run (``missed_by_retry_daemon``), the run
-    is re-executed from failure as README tells a user to, with a warning naming the miss."""
+    is retried by hand as README tells a user to, with a ``RetryDaemonMissed`` warning."""
     killed: list[str] = []
-    reexecuted: list[str] = []
+    retried: list[str] = []
 
     def kill(instance: dg.DagsterInstance) -> None:
         if kill_one and not killed:
             victim = kill_a_run_after_its_first_day(instance)
             killed.extend([victim] if victim else [])
-        elif killed and not reexecuted and missed_by_retry_daemon(instance, killed[0]):
-            reexecuted.append(reexecute_from_failure(instance, workspace_file(home), killed[0]))
+        elif killed and not retried and missed_by_retry_daemon(instance, killed[0]):
+            retried.append(retry_by_hand(instance, workspace_file(home), killed[0]))
             warnings.warn(
-                f"Dagster's retry daemon passed over killed run {killed[0]}; it was re-executed "
-                f"from failure as {reexecuted[0]}",
+                f"Dagster's retry daemon passed over killed run {killed[0]}; it was retried by "
+                f"hand as {retried[0]}",
+                RetryDaemonMissed,
                 stacklevel=1,
             )
 
@@ -141,6 +143,7 @@ def assert_scaled_out(outcome: Outcome) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("default::tests.pipelines.deployment.RetryDaemonMissed")
 def test_a_daemon_backfill_runs_in_pooled_processes_and_a_killed_run_is_retried(
     gateway: Emulator, tmp_path: Path
 ) -> None:
