@@ -170,6 +170,7 @@ def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path
     done = subprocess.run(
         command,
         env={**os.environ, **settings},
+        cwd=tmp_path,  # Dagster's CLI reads .env from its working directory, over the environment
         capture_output=True,
         text=True,
         timeout=300,
