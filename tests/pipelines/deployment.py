@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster_graphql.test.utils import execute_dagster_graphql
@@ -71,12 +72,13 @@ FAST_DAEMON = {"DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1"}
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a settled backfill left in the instance."""
+    """What an ended backfill left in the instance."""
 
+    status: BulkActionStatus
     spans: list[RunSpan]
     daemon_pid: int
     first_queued: float
-    settled_at: float
+    ended_at: float
 
     @property
     def wall_s(self) -> float:
@@ -136,6 +138,19 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def working_directory(folder: Path) -> Iterator[None]:
+    """``folder`` as this process's working directory (code servers, the daemon and runs inherit
+    it), then restored. Dagster's commands read ``.env`` from theirs, over the environment, and
+    the repository's may name a user's own tenant and dataset."""
+    saved = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(saved)
 
 
 def graphql(instance: dg.DagsterInstance, workspace: Path, query: str, variables: dict) -> dict:
@@ -210,7 +225,7 @@ def running_daemon(home: Path, workspace: Path, env: Mapping[str, str]) -> Itera
         daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
             env={**os.environ, **env, **FAST_DAEMON, "DAGSTER_HOME": str(home)},
-            cwd=REPOSITORY,
+            cwd=home,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -230,24 +245,32 @@ def run_backfill(
     timeout_s: float = 240,  # under pytest-timeout's 300 s: a stuck backfill fails naming its log
 ) -> Outcome:
     """Launch a backfill of ``partitions`` with every process reading ``env``, run the daemon until
-    the backfill settles (``on_poll`` is called on every poll meanwhile), and read what happened."""
+    Dagster ends the backfill (``on_poll`` is called on every poll meanwhile), and read what
+    happened. The backfill daemon ends it on its first tick (every 30 s) after every run, and
+    every retry Dagster owes, has finished."""
     workspace = write_deployment(home, pool_limit)
-    with environment({**env, "DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
+    with (
+        working_directory(home),
+        environment({**env, "DAGSTER_HOME": str(home)}),
+        dg.DagsterInstance.get() as instance,
+    ):
         backfill_id = launch_backfill(instance, workspace, partitions)
         with running_daemon(home, workspace, env) as daemon_pid:
 
             def done() -> bool:
                 on_poll(instance)
-                return settled(instance, backfill_id, partitions)
+                return ended(instance, backfill_id) is not None
 
             wait_until(done, timeout_s, f"backfill {backfill_id} (see {home}/daemon.log)")
-            settled_at = time.time()
+            ended_at = time.time()
+        status = ended(instance, backfill_id)
+        assert status is not None
         runs = backfill_runs(instance, backfill_id)
         queued = min(
             record.create_timestamp.timestamp()
             for record in instance.get_run_records(dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
         )
-        return Outcome(run_spans(instance, runs), daemon_pid, queued, settled_at)
+        return Outcome(status, run_spans(instance, runs), daemon_pid, queued, ended_at)
 
 
 def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]:
@@ -255,22 +278,11 @@ def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.Dag
     return list(instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill_id})))
 
 
-def settled(instance: dg.DagsterInstance, backfill_id: str, partitions: list[str]) -> bool:
-    """Every partition of every table materialised, no run of the backfill unfinished, every
-    failed run followed by a retry, and none that Dagster's backfill daemon would still wait for
-    (``is_complete_and_waiting_to_retry``, what keeps a backfill ``REQUESTED``)."""
-    runs = backfill_runs(instance, backfill_id)
-    if not runs or not all(run.is_finished for run in runs):
-        return False
-    if any(run.is_complete_and_waiting_to_retry for run in runs):
-        return False
-    retried = {run.tags.get(PARENT_RUN_TAG) for run in runs}
-    if any(run.status == dg.DagsterRunStatus.FAILURE and run.run_id not in retried for run in runs):
-        return False
-    return all(
-        set(partitions) <= instance.get_materialized_partitions(dg.AssetKey(table))
-        for table in TABLES
-    )
+def ended(instance: dg.DagsterInstance, backfill_id: str) -> BulkActionStatus | None:
+    """The backfill's final status, ``None`` while Dagster has not ended it."""
+    backfill = instance.get_backfill(backfill_id)
+    assert backfill is not None, backfill_id
+    return backfill.status if backfill.status in BULK_ACTION_TERMINAL_STATUSES else None
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

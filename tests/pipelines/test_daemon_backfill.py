@@ -8,6 +8,7 @@ import os
 import signal
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import boto3
 import dagster as dg
 import fsspec
 import pytest
+from dagster._core.execution.backfill import BulkActionStatus
 
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.tables.schema import TABLES
@@ -85,12 +87,21 @@ def kill_a_run_after_its_first_day(instance: dg.DagsterInstance) -> str | None:
     return None
 
 
-def backfill(home: Path, env: dict[str, str], kill_one: bool) -> tuple[Outcome, str | None]:
+@dataclass(frozen=True)
+class Backfilled:
+    """A backfill through the daemon, once Dagster has ended it."""
+
+    outcome: Outcome
+    killed_run_id: str | None = None
+    #: The retry launched by hand of a killed run that Dagster's retry daemon passed over.
+    retried_by_hand: str | None = None
+
+
+def backfill(home: Path, env: dict[str, str], kill_one: bool) -> Backfilled:
     """The 12-day backfill through the daemon; with ``kill_one``, one run is killed mid-way.
-    Returns what happened and the killed run's id.
 
     Should Dagster's retry daemon pass over the killed run (``missed_by_retry_daemon``), the run
-    is retried by hand as README tells a user to, with a ``RetryDaemonMissed`` warning."""
+    is retried by hand as README tells a user to."""
     killed: list[str] = []
     retried: list[str] = []
 
@@ -100,18 +111,13 @@ def backfill(home: Path, env: dict[str, str], kill_one: bool) -> tuple[Outcome, 
             killed.extend([victim] if victim else [])
         elif killed and not retried and missed_by_retry_daemon(instance, killed[0]):
             retried.append(retry_by_hand(instance, workspace_file(home), killed[0]))
-            warnings.warn(
-                f"Dagster's retry daemon passed over killed run {killed[0]}; it was retried by "
-                f"hand as {retried[0]}",
-                RetryDaemonMissed,
-                stacklevel=1,
-            )
 
     partitions = days_between(FIRST, LAST)
     outcome = run_backfill(home, env, partitions, POOL_LIMIT, on_poll=kill)
+    assert outcome.status == BulkActionStatus.COMPLETED_SUCCESS, outcome.status
     with environment({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.get() as instance:
         assert_partitions_recorded(instance, partitions)
-    return outcome, killed[0] if killed else None
+    return Backfilled(outcome, next(iter(killed), None), next(iter(retried), None))
 
 
 def assert_partitions_recorded(instance: dg.DagsterInstance, partitions: list[str]) -> None:
@@ -142,16 +148,12 @@ def assert_scaled_out(outcome: Outcome) -> None:
     assert most_in_flight(spans) <= POOL_LIMIT
 
 
-@pytest.mark.slow
-@pytest.mark.filterwarnings("default::tests.pipelines.deployment.RetryDaemonMissed")
-def test_a_daemon_backfill_runs_in_pooled_processes_and_a_killed_run_is_retried(
-    gateway: Emulator, tmp_path: Path
-) -> None:
-    root = tmp_path / "data"
-    outcome, killed_run_id = backfill(
-        tmp_path / "home", run_environment(gateway, str(root)), kill_one=True
-    )
-
+def backfill_with_a_killed_run(gateway: Emulator, folder: Path) -> Backfilled:
+    """The backfill with one run killed: runs in pooled processes, the killed run failed and
+    retried once for the same days, every day exact."""
+    root = folder / "data"
+    done = backfill(folder / "home", run_environment(gateway, str(root)), kill_one=True)
+    outcome, killed_run_id = done.outcome, done.killed_run_id
     assert_scaled_out(outcome)
     assert killed_run_id is not None
     killed = [s for s in outcome.spans if s.run_id == killed_run_id]
@@ -162,6 +164,29 @@ def test_a_daemon_backfill_runs_in_pooled_processes_and_a_killed_run_is_retried(
     assert_days_exact(
         gateway, root, [date.fromisoformat(d) for d in days_between(FIRST, LAST)], "UTC"
     )
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("default::tests.pipelines.deployment.RetryDaemonMissed")
+def test_a_daemon_backfill_runs_in_pooled_processes_and_a_killed_run_is_retried(
+    gateway: Emulator, tmp_path: Path
+) -> None:
+    """Dagster's retry daemon retries the killed run. Dagster 1.13's can pass over one (README,
+    "A failed run left unretried"); the run is then retried by hand as README says, the backfill
+    must still end exact, and it is run once more, where the daemon itself must retry: one miss is
+    Dagster's race, two in a row a daemon that does not retry."""
+    first = backfill_with_a_killed_run(gateway, tmp_path / "first")
+    if first.retried_by_hand is None:
+        return
+    warnings.warn(
+        f"Dagster's retry daemon passed over killed run {first.killed_run_id}; it was retried by "
+        f"hand as {first.retried_by_hand}, and the backfill is run once more",
+        RetryDaemonMissed,
+        stacklevel=1,
+    )
+    second = backfill_with_a_killed_run(gateway, tmp_path / "second")
+    assert second.retried_by_hand is None, "Dagster's retry daemon passed over a killed run twice"
 
 
 @pytest.fixture
@@ -184,7 +209,7 @@ def test_the_same_backfill_writes_to_object_storage(
 ) -> None:
     root, aws = bucket
     home = tmp_path / "home"
-    outcome, _ = backfill(home, run_environment(gateway, root, **aws), kill_one=False)
+    outcome = backfill(home, run_environment(gateway, root, **aws), kill_one=False).outcome
 
     assert_scaled_out(outcome)
     assert all(s.status == dg.DagsterRunStatus.SUCCESS for s in outcome.spans)
