@@ -78,7 +78,6 @@ class Outcome:
     spans: list[RunSpan]
     daemon_pid: int
     first_queued: float
-    ended_at: float
 
     @property
     def wall_s(self) -> float:
@@ -262,7 +261,6 @@ def run_backfill(
                 return ended(instance, backfill_id) is not None
 
             wait_until(done, timeout_s, f"backfill {backfill_id} (see {home}/daemon.log)")
-            ended_at = time.time()
         status = ended(instance, backfill_id)
         assert status is not None
         runs = backfill_runs(instance, backfill_id)
@@ -270,7 +268,7 @@ def run_backfill(
             record.create_timestamp.timestamp()
             for record in instance.get_run_records(dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
         )
-        return Outcome(status, run_spans(instance, runs), daemon_pid, queued, ended_at)
+        return Outcome(status, run_spans(instance, runs), daemon_pid, queued)
 
 
 def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]:
