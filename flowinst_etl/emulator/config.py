@@ -127,9 +127,8 @@ class EmulatorConfig:
             after LIMIT (a privilege filter), so pages come short; 0 hides nothing.
         move_every: every N-th search moves one instance of its window a second later, as a
             rescheduled run would; 0 moves nothing.
-        delete_every: every N-th search first deletes one instance its query served on an
-            earlier page when rows follow (as retention or a user deleting a run would), so
-            this page and those after it skip one; 0 deletes nothing.
+        delete_every: every N-th search first deletes one instance of its window, anywhere in
+            it (as retention or a user deleting a run would); 0 deletes nothing.
         record_timezone: an IANA zone the record time strings are written in, while Get Timezone
             still answers ``server_timezone`` (a gateway in a zone with daylight saving time);
             ``None`` writes them in ``server_timezone``.

@@ -132,6 +132,12 @@ class Emulator:
         """
         return self._runtime.store.truth(start_ms, end_ms, scheduling_type)
 
+    def changed_ids(self) -> set[str]:
+        """Ids of the instances the emulator inserted, moved or deleted while serving
+        (``insert_every``, ``move_every``, ``delete_every``): a read that overlapped the change
+        may hold each of them or not, exactly as if it had changed just before or after."""
+        return self._runtime.store.changed_ids()
+
     def dump(self, path: str | os.PathLike[str]) -> None:
         """Write the current ground truth as JSON lines (scheduling_type, trigger_ms, record)."""
         with open(path, "w", encoding="utf-8") as out:

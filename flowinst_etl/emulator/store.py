@@ -84,6 +84,7 @@ class InstanceStore:
         }
         self._taken = {(i.flow.flow_id, i.trigger_ms) for i in dataset.instances}
         self._searches = 0
+        self._changed: set[str] = set()
 
     def search(self, query: SearchQuery, config: EmulatorConfig) -> tuple[list[bytes], int]:
         """Answer one search: the page's records as JSON and the ``count`` to report.
@@ -92,8 +93,8 @@ class InstanceStore:
         runs to the searched window (so this answer already holds them), and after answering,
         ``status_change_rate`` moves runs of the window on, and every ``move_every``-th search
         moves one run of the window a second later. Every ``delete_every``-th search first
-        deletes one instance its query served on an earlier page, when rows follow (so this
-        page and those after it skip one). Instances of hidden flows are dropped from the page
+        deletes one instance of its window, anywhere in it (so an offset page skips one where
+        the deletion lies behind it). Instances of hidden flows are dropped from the page
         after it is cut (``count`` still counts them when it is the total).
         """
         with self._lock:
@@ -106,7 +107,7 @@ class InstanceStore:
             )
             matches = query.keep(index.items[low:high])
             if config.delete_every and self._searches % config.delete_every == 0:
-                matches = self._delete_one(index, matches, query.offset)
+                matches = self._delete_one(index, matches)
             page = order_page(matches, query, config.tie_order, config.seed)
             page = [item for item in page if not config.hides(item.flow.flow_id)]
             records = [item.json() for item in page]
@@ -117,6 +118,12 @@ class InstanceStore:
             if config.move_every and self._searches % config.move_every == 0:
                 self._move_one(index, index.items[low:high], query.to_ms)
         return records, count
+
+    def changed_ids(self) -> set[str]:
+        """Ids of the instances inserted, moved or deleted since the emulator started: a read
+        while they changed may hold each of them or not (see ``Emulator.changed_ids``)."""
+        with self._lock:
+            return set(self._changed)
 
     def truth(
         self,
@@ -170,6 +177,7 @@ class InstanceStore:
             item = new_run(self._rng, free[0], cursor, self._tz, self._seed, self._malformed_rate)
             self._taken.add((item.flow.flow_id, cursor))
             index.add(item)
+            self._changed.add(item.instance_id)
             self._counters.add("inserted")
 
     def _move_one(self, index: _TypeIndex, window: list[Instance], to_ms: int) -> None:
@@ -188,18 +196,17 @@ class InstanceStore:
         item.move_trigger(item.trigger_ms + 1000)
         self._taken.add((item.flow.flow_id, item.trigger_ms))
         index.add(item)
+        self._changed.add(item.instance_id)
         self._counters.add("moved")
 
-    def _delete_one(
-        self, index: _TypeIndex, matches: list[Instance], before: int
-    ) -> list[Instance]:
-        """Delete one of the first ``before`` matches (rows served on earlier pages) when rows
-        follow them, which then shift onto earlier pages; the matches without it."""
-        if not 0 < before < len(matches):
+    def _delete_one(self, index: _TypeIndex, matches: list[Instance]) -> list[Instance]:
+        """Delete one of the matches; the matches without it."""
+        if not matches:
             return matches
-        item = self._rng.choice(matches[:before])
+        item = self._rng.choice(matches)
         index.remove(item)
         self._taken.discard((item.flow.flow_id, item.trigger_ms))
+        self._changed.add(item.instance_id)
         self._counters.add("deleted")
         return [match for match in matches if match is not item]
 

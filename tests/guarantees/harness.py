@@ -160,6 +160,34 @@ def assert_days_exact(
     return truths
 
 
+def assert_days_bracket_changes(
+    emulator: Emulator,
+    root: Path,
+    before: Mapping[date, set[str]],
+    timezone: str,
+    visible: Callable[[TruthInstance], bool] = lambda _: True,
+) -> None:
+    """Each committed day of ``before`` (its ids when the run started) is exact around what the
+    emulator changed while it was read: every instance of the day that nothing changed is there,
+    nothing is there that was never in the day, and no id is written twice or on two days.
+    An instance inserted, moved or deleted while a day was read may be there or not, as if it
+    had changed just after or just before its second was read."""
+    changed = emulator.changed_ids()
+    seen: set[str] = set()
+    for day, ids_before in before.items():
+        if read_manifest(str(root), "flow_instances", day) is None:
+            continue
+        now = {t.record["instanceId"] for t in day_truth(emulator, day, timezone) if visible(t)}
+        written = read_table("flow_instances", str(root), day, day)["instance_id"].tolist()
+        assert len(written) == len(set(written)), f"{day}: an instance written twice"
+        missing = sorted((now - changed) - set(written))
+        assert not missing, f"{day}: missing {missing[:5]} that nothing changed"
+        foreign = sorted(set(written) - (ids_before | now))
+        assert not foreign, f"{day}: {foreign[:5]} were never in the day"
+        assert not seen & set(written), f"{day}: instances also written on another day"
+        seen |= set(written)
+
+
 def failed_days(done: subprocess.CompletedProcess[str]) -> dict[date, list[str]]:
     """The ``DAY failed: REASON`` lines a backfill printed, by day."""
     found: dict[date, list[str]] = {}

@@ -1,0 +1,97 @@
+"""A second that fills a page alone, read whole in parts by flow id.
+
+Rows tied on trigger time may come in any order, on every request (SQL LIMIT/OFFSET over a
+non-unique sort key), so no offset is trusted inside a second. Instance ids are
+``{flowId}-{stamp}`` (docs/enos-api.md §2) and ``expression`` finds instances by a substring of
+their id (List Flow Instances), so ``"7-"`` finds the flow ids ending in 7: the ten parts
+``"0-"`` .. ``"9-"`` partition the second, each read as a first page and split by one more digit
+while it is not whole. Rows an expression matched by name only are left to their own part.
+
+The flow whose id is the whole suffix (flow 7 inside ``"7-"``) is in no finer part: it is kept if
+an answer showed it, and otherwise the part is counted by offset pages, which must hold exactly
+the instances read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flowinst_etl.extract import checks
+from flowinst_etl.extract.answers import SECOND_MS, Asker, Seen, Span
+
+#: The longest flow-id suffix a tied second is split by.
+SPLIT_DEPTH = 6
+DIGITS = "0123456789"
+#: Instances just found that are asked for by id when one seen before is missing.
+WITNESSES = 3
+
+
+def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]:
+    """Every instance of ``[second_ms, second_ms + 1 s)``; ``seen`` are ids read there before.
+
+    Raises:
+        IncompleteExtractionError: the parts miss an id seen before, a part cannot be split
+            further, or the flow whose id is a suffix cannot be accounted for.
+    """
+    found = _part(asker, second_ms, "")
+    lost = sorted(set(seen) - set(found))
+    if lost:
+        # Deleted or moved since it was read, or the parts do not cover the second: asked by
+        # its whole id, an instance still there is found (and one of those just found must be:
+        # any of them may be gone meanwhile too).
+        present = [i for i in lost if _finds(asker, second_ms, i)]
+        witnesses = list(found)[:WITNESSES]
+        finds_ids = any(_finds(asker, second_ms, i) for i in witnesses)
+        checks.parts_cover(asker.scheduling_type, second_ms, lost[0], finds_ids, present)
+    asker.figures.repaired_seconds += 1
+    return list(found.values())
+
+
+def _finds(asker: Asker, second_ms: int, instance_id: str) -> bool:
+    answer = asker.ask(Span(second_ms, second_ms + SECOND_MS, instance_id.lower()))
+    return any(row.instance_id == instance_id for row in answer.rows)
+
+
+def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
+    """The instances of the second whose flow id ends in ``suffix``, by id."""
+    if len(suffix) >= SPLIT_DEPTH:
+        checks.depth(asker.scheduling_type, second_ms, suffix)
+    found: dict[str, Seen] = {}
+    for digit in DIGITS:
+        part = digit + suffix
+        answer = asker.ask(Span(second_ms, second_ms + SECOND_MS, part + "-"))
+        rows = {row.instance_id: row for row in answer.rows if _flow_part(row).endswith(part)}
+        if answer.whole:
+            found |= rows
+            continue
+        deeper = _part(asker, second_ms, part)
+        itself = {i: row for i, row in rows.items() if _flow_part(row) == part}
+        if not itself:
+            positions, paged = _paged(asker, Span(second_ms, second_ms + SECOND_MS, part + "-"))
+            itself = {i: row for i, row in paged.items() if _flow_part(row) == part}
+            checks.straggler_known(
+                asker.scheduling_type, second_ms, part, positions, len(deeper) + len(itself)
+            )
+        found |= deeper | itself
+    return found
+
+
+def _paged(asker: Asker, span: Span) -> tuple[int, dict[str, Seen]]:
+    """How many rows whose id holds the expression ``span`` has by offset pages (until a whole
+    page), and those rows by id."""
+    rows: dict[str, Seen] = {}
+    positions = 0
+    page_no: int | None = asker.conventions.first_page()
+    while page_no is not None:
+        answer = asker.ask(span, page_no)
+        matching = [row for row in answer.rows if span.expression in row.instance_id.lower()]
+        positions += len(matching)
+        rows.update((row.instance_id, row) for row in matching)
+        if answer.whole or not answer.rows:
+            return positions, rows
+        page_no = asker.conventions.next_page(page_no)
+    checks.page_numbers_unknown(asker.scheduling_type, span.start_ms, span.expression)
+
+
+def _flow_part(row: Seen) -> str:
+    return row.instance_id.lower().partition("-")[0]

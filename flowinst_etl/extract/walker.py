@@ -1,0 +1,119 @@
+"""The loop over one (window, scheduling type): a cursor on trigger time, always the first page.
+
+Each request asks for the first page of ``[cursor, end)`` sorted by trigger time. A first page is
+a prefix of its span in trigger order, so every row before the answer's last second is final
+whatever the page size, the tie order or a cap; the cursor moves to that second, which the next
+answer reads again and must begin with. A second that fills a page alone is read whole in parts
+by flow id (``ties``). The walk ends on a whole answer (short, and not cut by a cap) followed by an
+empty span after its last second. No ``count``, no page after the first and no tie order is
+relied on, and instances inserted or deleted behind the cursor shift nothing.
+"""
+
+from __future__ import annotations
+
+from flowinst_etl.extract import checks
+from flowinst_etl.extract.answers import SECOND_MS, Answer, Asker, Row, Seen, Span
+from flowinst_etl.extract.conventions import learn_first_page
+from flowinst_etl.extract.ties import read_second
+from flowinst_etl.windows import Window
+
+
+class CursorWalk:
+    """Collects one scheduling type of one window, or raises why it cannot be proven exact.
+
+    Args:
+        asker: sends the type's searches and checks each answer.
+        window: the trigger window, half-open.
+    """
+
+    def __init__(self, asker: Asker, window: Window) -> None:
+        self.asker = asker
+        self.window = window
+        self.held: dict[str, Row] = {}
+
+    def collect(self) -> dict[str, Row]:
+        """Every instance of the type in the window, by id.
+
+        Raises:
+            IncompleteExtractionError: exactness cannot be proven; says what the gateway did.
+            FlowinstError: the gateway failed.
+        """
+        span = Span(self.window.start_ms, self.window.end_ms)
+        answer = learn_first_page(self.asker.conventions, lambda no: self.asker.ask(span, no))
+        cursor, reread = span.start_ms, False
+        while True:
+            if reread:
+                self._check_begins_at(answer, cursor)
+            if not answer.rows:
+                return self.held
+            self._hold(answer.rows)
+            last = answer.last_ms
+            tied = answer.rows[0].trigger_ms == last
+            if answer.whole:
+                cursor, reread = last + SECOND_MS, False
+                after = self._ask(cursor)
+                if after.rows and not self._grew(answer):
+                    conventions = self.asker.conventions
+                    checks.not_cut(
+                        self.asker.scheduling_type,
+                        len(answer.rows),
+                        answer.asked,
+                        conventions.longest,
+                        conventions.page_size_capped,
+                    )
+                answer = after
+            elif tied and (answer.full or (reread and last == cursor)):
+                self._read_second(last)
+                cursor, reread = last + SECOND_MS, False
+                answer = self._ask(cursor)
+            else:
+                short, cursor, reread = answer, last, True
+                answer = self._ask(cursor)
+                if not short.full and answer.rows and answer.last_ms > last:
+                    self._cut_or_grown(short)
+
+    def _ask(self, start_ms: int) -> Answer:
+        return self.asker.ask(Span(start_ms, self.window.end_ms))
+
+    def _hold(self, rows: list[Seen]) -> None:
+        """Keep rows by id; a row read again replaces the one held (its newest form)."""
+        held, asker = self.held, self.asker
+        for seen in rows:
+            before = held.get(seen.instance_id)
+            if before is not None:
+                if before.trigger_ms == seen.trigger_ms and before.record == seen.record:
+                    continue
+                asker.figures.drift += 1
+            held[seen.instance_id] = asker.keep(seen)
+
+    def _read_second(self, second_ms: int) -> None:
+        seen = [i for i, row in self.held.items() if row.trigger_ms == second_ms]
+        self._hold(read_second(self.asker, second_ms, seen))
+
+    def _check_begins_at(self, answer: Answer, cursor: int) -> None:
+        """An answer asked from a second whose rows were read begins with that second, unless
+        its rows are gone: asked alone, the second must then be empty."""
+        if answer.rows and answer.rows[0].trigger_ms == cursor:
+            return
+        alone = self.asker.ask(Span(cursor, cursor + SECOND_MS))
+        first = answer.rows[0].trigger_ms if answer.rows else None
+        checks.starts_at(self.asker.scheduling_type, cursor, first, bool(alone.rows))
+
+    def _grew(self, short: Answer) -> bool:
+        """Whether rows after a short answer are instances created since: asked again, its
+        span then holds more rows; an answer cut after LIMIT comes back as short as before."""
+        return len(self.asker.ask(short.span).rows) > len(short.rows)
+
+    def _cut_or_grown(self, short: Answer) -> None:
+        """Rows came after a short answer that no cap was known to cut: it was cut by a cap
+        (learnt once), or the window grew; otherwise rows are dropped after LIMIT."""
+        conventions = self.asker.conventions
+        if conventions.learn_cap(len(short.rows)) or self._grew(short):
+            return
+        checks.not_cut(
+            self.asker.scheduling_type,
+            len(short.rows),
+            short.asked,
+            conventions.longest,
+            conventions.page_size_capped,
+        )
