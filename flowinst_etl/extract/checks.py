@@ -82,7 +82,7 @@ def inside(
 def ascending(scheduling_type: int, rows: Sequence[Seen]) -> None:
     """Rows come in ascending trigger time within one answer, so a first page is a prefix of
     its window."""
-    for before, after in zip(rows, rows[1:]):
+    for before, after in zip(rows, rows[1:], strict=False):
         if after.trigger_ms < before.trigger_ms:
             refuse(
                 scheduling_type,

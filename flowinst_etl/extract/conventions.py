@@ -152,9 +152,7 @@ def _learn_first_page(conventions: Conventions, ask: Callable[[int], Answer]) ->
         return one
     if not zero.rows and not one.rows:
         return one  # an empty window shows nothing
-    first = bool(zero.rows) and (
-        not one.rows or one.rows[0].trigger_ms >= zero.rows[0].trigger_ms
-    )
+    first = bool(zero.rows) and (not one.rows or one.rows[0].trigger_ms >= zero.rows[0].trigger_ms)
     if conventions.first_page_no is None:
         conventions.first_page_no = 0 if first else 1
     if not first:

@@ -70,7 +70,9 @@ def check_gateway(switches: dict[str, Any], page_size: int, per_day: int, seed: 
             for day in DAYS
         }
         with EnosClient(settings_for(emulator, page_size=page_size)) as client:
-            results = list(load_days(Extractor(client, max_workers=4), DAYS, zone(TIMEZONE), folder))
+            results = list(
+                load_days(Extractor(client, max_workers=4), DAYS, zone(TIMEZONE), folder)
+            )
         for result in results:
             if result.error is not None:
                 assert "\n" not in result.error, result.error
