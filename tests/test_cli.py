@@ -242,7 +242,7 @@ def test_version_and_help_show_what_a_user_needs(tmp_path: Path) -> None:
 
 def test_a_failing_day_is_one_line_without_a_traceback(emulator: Emulator, tmp_path: Path) -> None:
     window = day_window(FIRST, zone("UTC"))
-    emulator.reconfigure(failing_window_ms=(window.start_ms, window.end_ms))
+    emulator.reconfigure(failing_window_ms=(window.start_ms, window.end_ms - 1))
     try:
         done, verbose = (
             run_cli(

@@ -42,7 +42,7 @@ def test_each_day_is_committed_with_its_reconciliation(tmp_path: Path) -> None:
 
 def test_a_failing_day_is_reported_and_the_others_committed(tmp_path: Path) -> None:
     broken = day_window(DAYS[1], UTC)
-    config = emulator_config(failing_window_ms=(broken.start_ms, broken.end_ms))
+    config = emulator_config(failing_window_ms=(broken.start_ms, broken.end_ms - 1))
     with Emulator(config) as emulator, EnosClient(settings_for(emulator)) as client:
         results = {r.day: r for r in load_days(Extractor(client), DAYS, UTC, str(tmp_path))}
     assert not results[DAYS[1]].ok and "62109" in str(results[DAYS[1]].error)

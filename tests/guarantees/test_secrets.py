@@ -117,7 +117,7 @@ def test_a_backfill_leaves_no_secret_behind(
         *args, env={**env, "ENOS_SECRET_KEY": WRONG_SECRET}, cwd=tmp_path
     )
     window = day_window(NEXT, zone(TIMEZONE))
-    emulator.reconfigure(failing_window_ms=(window.start_ms, window.end_ms))
+    emulator.reconfigure(failing_window_ms=(window.start_ms, window.end_ms - 1))
     try:
         runs["failing day"] = run_cli(*args, env=env, cwd=tmp_path)
     finally:

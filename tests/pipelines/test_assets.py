@@ -104,7 +104,7 @@ def test_a_failing_day_fails_the_run_but_not_the_other_days(
 ) -> None:
     days = [FIRST_DAY + timedelta(days=n) for n in range(4)]
     broken = day_window(days[2], zone(TIMEZONE))
-    enos_env.reconfigure(failing_window_ms=(broken.start_ms, broken.end_ms))
+    enos_env.reconfigure(failing_window_ms=(broken.start_ms, broken.end_ms - 1))
     try:
         result = materialize(
             tmp_path, {RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()}
