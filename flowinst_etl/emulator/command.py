@@ -15,6 +15,7 @@ from flowinst_etl.emulator.config import (
     AUTH_ERROR_STYLES,
     BODY_FAULTS,
     COUNT_MODES,
+    DEFECTS,
     DEMO_CREDENTIALS,
     ENVELOPES,
     EXPRESSION_MATCHES,
@@ -86,6 +87,7 @@ _DEVIATIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--move-every", "move_every", int, None, "every N-th search moves a trigger 1 s later"),
     ("--delete-every", "delete_every", int, None, "every N-th search deletes a row paged past"),
     ("--record-timezone", "record_timezone", str, None, "IANA zone of record time strings"),
+    ("--defect", "defect", str, DEFECTS, "break a documented promise, to see it refused"),
 )
 # Gateway switches: how tokens die and how a refusal or a 429 is worded.
 _GATEWAY_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (

@@ -20,6 +20,7 @@ BODY_FAULTS = ("html", "empty", "truncated", "non_finite")
 FROM_BOUNDS = ("inclusive", "exclusive")
 EXPRESSION_MATCHES = ("both", "id", "name")
 AUTH_ERROR_STYLES = ("http401", "code1203", "apim4011")
+DEFECTS = ("oversized_pages", "unsorted", "ignores_type", "fractional_triggers")
 
 #: Settings fixed when the dataset is generated or the socket bound; ``reconfigure`` refuses them.
 STRUCTURAL_FIELDS = frozenset(
@@ -132,6 +133,12 @@ class EmulatorConfig:
         record_timezone: an IANA zone the record time strings are written in, while Get Timezone
             still answers ``server_timezone`` (a gateway in a zone with daylight saving time);
             ``None`` writes them in ``server_timezone``.
+
+    Defects, breaking what every reading of the documents promises (for refusals to be seen):
+        defect: "oversized_pages" (one row more than ``pageSize`` where more match),
+            "unsorted" (each page in descending trigger order), "ignores_type" (every scheduling
+            type answers the instances of all three), "fractional_triggers" (trigger times
+            written with half a second); ``None`` for none.
     """
 
     host: str = "127.0.0.1"
@@ -176,6 +183,7 @@ class EmulatorConfig:
     move_every: int = 0
     delete_every: int = 0
     record_timezone: str | None = None
+    defect: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -276,6 +284,8 @@ class EmulatorConfig:
         _integer(self, "delete_every", 0)
         if self.record_timezone is not None:
             self.record_tz()
+        if self.defect is not None:
+            _choice(self, "defect", DEFECTS)
 
     def record_tz(self) -> tzinfo:
         """The zone record time strings are written in.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import bisect
 import random
+import re
 import threading
 import time
+from dataclasses import replace
 from datetime import tzinfo
 from typing import Any, NamedTuple
 
@@ -18,6 +20,8 @@ from flowinst_etl.emulator.status import NOT_FINAL
 from flowinst_etl.exceptions import ConfigError
 
 _MAX_INSERT_GAP_S = 30
+#: A record's trigger time string, to write it with half a second (``fractional_triggers``).
+_HALF_SECOND = re.compile(rb'("triggerTime":"[0-9-]{10} [0-9:]{8})"')
 
 
 class TruthInstance(NamedTuple):
@@ -106,11 +110,20 @@ class InstanceStore:
                 query.from_ms, query.to_ms, query.to_inclusive, query.from_inclusive
             )
             matches = query.keep(index.items[low:high])
+            if config.defect == "ignores_type":
+                matches = self._all_types(query)
             if config.delete_every and self._searches % config.delete_every == 0:
                 matches = self._delete_one(index, matches)
-            page = order_page(matches, query, config.tie_order, config.seed)
+            served = query
+            if config.defect == "oversized_pages":
+                served = replace(query, page_size=query.page_size + 1)
+            page = order_page(matches, served, config.tie_order, config.seed)
             page = [item for item in page if not config.hides(item.flow.flow_id)]
+            if config.defect == "unsorted":
+                page.reverse()
             records = [item.json() for item in page]
+            if config.defect == "fractional_triggers":
+                records = [_HALF_SECOND.sub(rb'\1.5"', record) for record in records]
             count = len(matches) if config.count_mode == "total" else len(page)
             if config.status_change_rate > 0:
                 changes = max(1, round(config.status_change_rate * len(matches)))
@@ -118,6 +131,16 @@ class InstanceStore:
             if config.move_every and self._searches % config.move_every == 0:
                 self._move_one(index, index.items[low:high], query.to_ms)
         return records, count
+
+    def _all_types(self, query: SearchQuery) -> list[Instance]:
+        """The matches of every scheduling type, in (trigger, id) order."""
+        found: list[Instance] = []
+        for index in self._index.values():
+            low, high = index.bounds(
+                query.from_ms, query.to_ms, query.to_inclusive, query.from_inclusive
+            )
+            found += query.keep(index.items[low:high])
+        return sorted(found, key=_position)
 
     def changed_ids(self) -> set[str]:
         """Ids of the instances inserted, moved or deleted since the emulator started: a read

@@ -88,7 +88,7 @@ def check_gateway(switches: dict[str, Any], page_size: int, per_day: int, seed: 
 
 
 @settings(
-    max_examples=10,
+    max_examples=20,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

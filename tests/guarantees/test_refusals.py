@@ -1,0 +1,64 @@
+"""Every refusal of the extraction is reached by a gateway that earns it, and says what it saw.
+
+Each case drives the emulator into one broken promise (``defect``) or one deviation that cannot
+be read exactly, extracts and commits two days in-process, and checks that each day is refused
+with the line that names what the gateway did, and that nothing of it was written.
+docs/extraction.md maps each check to its case here or elsewhere in ``tests/guarantees``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.extract import Extractor
+from flowinst_etl.gateway.client import EnosClient
+from flowinst_etl.load import load_days
+from flowinst_etl.tables.schema import TABLES
+from flowinst_etl.windows import zone
+from tests.guarantees.harness import days_from, visible_days
+from tests.support import settings_for
+
+DAYS = days_from(date(2026, 11, 10), 2)
+SHANGHAI = "Asia/Shanghai"
+
+#: switches -> what every refusal must say.
+CASES = {
+    "a page longer than asked": ({"defect": "oversized_pages"}, "rows for pageSize 20"),
+    "rows out of trigger order": (
+        {"defect": "unsorted"},
+        "in one answer: the gateway does not sort by trigger time",
+    ),
+    "types not filtered": ({"defect": "ignores_type"}, "came back for scheduling types"),
+    "fractional trigger times": ({"defect": "fractional_triggers"}, "a fraction of a second"),
+    "rows dropped after LIMIT": ({"hide_every": 4}, "(a filter after LIMIT)"),
+    "expression matching names only": (
+        {"expression_matches": "name"},
+        "the gateway's expression does not find an instance by its id",
+    ),
+}
+
+
+@pytest.mark.parametrize(("switches", "says"), CASES.values(), ids=CASES.keys())
+def test_each_broken_promise_refuses_every_day_with_one_line(
+    switches: dict[str, object], says: str, tmp_path: Path
+) -> None:
+    config = EmulatorConfig(
+        seed=5,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[-1] + timedelta(days=1),
+        per_day=200,
+        **switches,
+    )
+    with Emulator(config) as emulator:
+        with EnosClient(settings_for(emulator, page_size=20)) as client:
+            results = list(load_days(Extractor(client), DAYS, zone(SHANGHAI), str(tmp_path)))
+    reasons = {r.day: r.error for r in results}
+    assert all(reasons.values()), reasons
+    for day, reason in reasons.items():
+        assert reason is not None and "\n" not in reason and says in reason, (day, reason)
+    for table in TABLES:
+        assert not visible_days(tmp_path, table)
