@@ -41,6 +41,15 @@ def _load(store: Store, path: str) -> dict[str, Any] | None:
     return loaded
 
 
+def read_commit_record(store: Store, day: date) -> dict[str, Any] | None:
+    """The whole commit record of ``day`` (``None`` when the day has none).
+
+    Raises:
+        StoreError: the record cannot be read.
+    """
+    return _load(store, store.commit_path(day))
+
+
 def read_commit(store: Store, day: date) -> dict[str, Manifest]:
     """The manifest of each table committed for ``day`` (empty when the day has no record)."""
     commit = _load(store, store.commit_path(day))

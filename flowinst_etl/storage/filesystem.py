@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -70,6 +70,10 @@ class Store:
     def commits(self) -> str:
         return f"{self.base}/{CONTROL_FOLDER}/commits"
 
+    def refresh_state(self, name: str) -> str:
+        """A file of what refresh keeps about the root as a whole."""
+        return f"{self.base}/{CONTROL_FOLDER}/refresh/{name}"
+
     def staging(self, day: date | None = None) -> str:
         folder = f"{self.base}/{CONTROL_FOLDER}/staging"
         return folder if day is None else f"{folder}/{day.isoformat()}"
@@ -88,10 +92,10 @@ class Store:
                 handle.flush()
                 os.fsync(handle.fileno())
 
-    def write(self, path: str, write: Callable[[Any], object]) -> None:
-        """Write a new file through ``write(handle)``, durably on a local disk."""
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a new file holding ``data``, durably on a local disk."""
         with self.create(path) as handle:
-            write(handle)
+            handle.write(data)
 
     def move(self, source: str, target: str) -> None:
         """Give a finished file or folder its final name in one step readers cannot observe
