@@ -174,9 +174,8 @@ def plan_refresh(
         judged.verdicts[newest] = DayCheck(
             newest, UNCHANGED, f"{_reason(judged.verdicts[newest])}; read in full: the same"
         )
-    record_checks(
-        store, {day: Check(judged.probed[day].write_id, as_of_ms, judged.checked_at) for day in current}
-    )
+    at = judged.checked_at
+    record_checks(store, {day: Check(judged.probed[day].write_id, as_of_ms, at) for day in current})
     return judged.plan(requests)
 
 
