@@ -29,7 +29,7 @@ from flowinst_etl.changes.state import (
 )
 from flowinst_etl.changes.update_time import clock_floor_ms
 from flowinst_etl.changes.verify import verify_current
-from flowinst_etl.exceptions import UnreliableChangeTest
+from flowinst_etl.exceptions import FlowinstError, UnreliableChangeTest
 from flowinst_etl.extract import Extractor
 from flowinst_etl.storage.commits import read_legacy_manifest
 from flowinst_etl.storage.filesystem import Store
@@ -165,15 +165,19 @@ def plan_refresh(
     requests = probe.requests
     if verify and current:
         newest = max(current)
-        violation, read_requests = verify_current(
-            extractor, root, newest, partition_tz, storage_options
-        )
-        requests += read_requests
-        if violation:
-            return _distrusted(store, violation, newest, judged, requests)
-        judged.verdicts[newest] = DayCheck(
-            newest, UNCHANGED, f"{_reason(judged.verdicts[newest])}; read in full: the same"
-        )
+        try:
+            violation, read_requests = verify_current(
+                extractor, root, newest, partition_tz, storage_options
+            )
+        except FlowinstError as error:  # the belief goes unverified this time; the day stands
+            log.warning("could not read %s in full to verify the change test: %s", newest, error)
+        else:
+            requests += read_requests
+            if violation:
+                return _distrusted(store, violation, newest, judged, requests)
+            judged.verdicts[newest] = DayCheck(
+                newest, UNCHANGED, f"{_reason(judged.verdicts[newest])}; read in full: the same"
+            )
     at = judged.checked_at
     record_checks(store, {day: Check(judged.probed[day].write_id, as_of_ms, at) for day in current})
     return judged.plan(requests)
@@ -198,12 +202,9 @@ def _probe(
 def _distrusted(
     store: Store, proof: str, day: date | None, judged: _Range, requests: int
 ) -> RefreshPlan:
-    """Keep the proof against the change test, say it loudly, and re-read every day."""
+    """Keep the proof against the change test and re-read every day (``untrusted`` of the
+    plan says why: callers say it loudly)."""
     kept = record_distrust(store, proof, day)
-    log.warning(
-        "refresh cannot rely on its change test on this gateway, so it re-reads every day: %s",
-        kept.reason,
-    )
     return judged.all_read(kept.reason, requests)
 
 
