@@ -246,9 +246,17 @@ def _refresh(args: argparse.Namespace) -> int:
             records_in_memory=settings.records_in_memory,
         )
         extractor.check_access()
-        plan = plan_refresh(
-            extractor, settings.data_dir, days, zone(settings.timezone), verify=True
-        )
+        try:
+            plan = plan_refresh(
+                extractor, settings.data_dir, days, zone(settings.timezone), verify=True
+            )
+        except FlowinstError as error:  # the gateway answered the checks above: not bad input
+            print(
+                f"{PROG}: the check for changes failed, no day was refreshed: "
+                f"{_one_line(str(error))}",
+                file=sys.stderr,
+            )
+            return EXIT_DAYS_FAILED
     print(refresh_report(plan))
     if plan.untrusted:
         _warn_untrusted(plan.untrusted)
