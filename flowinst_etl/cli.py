@@ -37,7 +37,7 @@ from flowinst_etl.emulator import command as emulator_command
 from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extractor
 from flowinst_etl.gateway.client import EnosClient
-from flowinst_etl.load import DayResult
+from flowinst_etl.load import DayResult, load_days
 from flowinst_etl.preflight import check_dagster_home, check_data_root, check_days
 from flowinst_etl.progress import (
     BackfillProgress,
@@ -239,7 +239,10 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     days, settings, enos = _checked_range(args)
+    partition_tz = zone(settings.timezone)
     with EnosClient(enos) as client:
+        # One client and extractor for the check and every day read: the gateway's token,
+        # timezone and conventions are asked once.
         extractor = Extractor(
             client,
             max_workers=settings.max_workers,
@@ -247,9 +250,7 @@ def _refresh(args: argparse.Namespace) -> int:
         )
         extractor.check_access()
         try:
-            plan = plan_refresh(
-                extractor, settings.data_dir, days, zone(settings.timezone), verify=True
-            )
+            plan = plan_refresh(extractor, settings.data_dir, days, partition_tz, verify=True)
         except FlowinstError as error:  # the gateway answered the checks above: not bad input
             print(
                 f"{PROG}: the check for changes failed, no day was refreshed: "
@@ -257,18 +258,24 @@ def _refresh(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_DAYS_FAILED
-    print(refresh_report(plan))
-    if plan.untrusted:
-        _warn_untrusted(plan.untrusted)
-    loaded = _Loaded([], EXIT_OK)
-    if plan.to_read():
-        loaded = _run_days(plan.to_read(), settings, args.verbose, "flowinst-etl refresh")
-    proofs = [r.changes.violation for r in loaded.results if r.changes and r.changes.violation]
-    if proofs and plan.untrusted is None and loaded.code != EXIT_INTERRUPTED:
-        _warn_untrusted(proofs[0])
+        print(refresh_report(plan))
+        if plan.untrusted:
+            _warn_untrusted(plan.untrusted)
+
+        def load(chosen: list[date]) -> _Loaded:
+            def run(on_day: Callable[[DayResult], None]) -> str | None:
+                for result in load_days(extractor, chosen, partition_tz, settings.data_dir):
+                    on_day(result)
+                return None
+
+            return _shown(chosen, settings, "flowinst-etl refresh", run)
+
+        loaded = load(plan.to_read()) if plan.to_read() else _Loaded([], EXIT_OK)
+        proofs = [r.changes.violation for r in loaded.results if r.changes and r.changes.violation]
         rest = [day for day in days if day not in plan.to_read()]
-        if rest:
-            more = _run_days(rest, settings, args.verbose, "flowinst-etl refresh")
+        if proofs and plan.untrusted is None and loaded.code != EXIT_INTERRUPTED and rest:
+            _warn_untrusted(proofs[0])
+            more = load(rest)
             loaded = _Loaded([*loaded.results, *more.results], max(loaded.code, more.code))
     print(requests_report(plan, loaded.results))
     return loaded.code
@@ -297,20 +304,35 @@ def _run_backfill(first: date, last: date, settings: PipelineSettings, verbose: 
 
 def _run_days(days: list[date], settings: PipelineSettings, verbose: bool, title: str) -> _Loaded:
     """Extract and commit ``days`` through the Dagster assets, a run per range of consecutive
-    days, with a bar per day and a summary titled ``title``."""
+    days."""
     from pipelines.backfill import run_backfill, run_error  # the Dagster layer, loaded when needed
 
     gc.freeze()  # the modules just loaded live for the whole run: keep them out of collections
 
+    def run(on_day: Callable[[DayResult], None]) -> str | None:
+        stopped = None
+        for first, last in consecutive_ranges(days):
+            outcome = run_backfill(first, last, settings, on_day, verbose=verbose)
+            if not outcome.success:
+                stopped = stopped or run_error(outcome) or "see the Dagster log (--verbose)"
+        return stopped
+
+    return _shown(days, settings, title, run)
+
+
+def _shown(
+    days: list[date],
+    settings: PipelineSettings,
+    title: str,
+    run: Callable[[Callable[[DayResult], None]], str | None],
+) -> _Loaded:
+    """``run(on_day)`` extracting and committing ``days`` (it returns why it stopped short, if
+    it did), shown with a bar per day, then a summary titled ``title`` and each failure."""
     console = Console()
     progress = BackfillProgress(days, console)
-    outcomes = []
     try:
         with progress:
-            for first, last in consecutive_ranges(days):
-                outcomes.append(
-                    run_backfill(first, last, settings, progress.on_day, verbose=verbose)
-                )
+            stopped = run(progress.on_day)
     except KeyboardInterrupt:
         _report_interrupt(progress.results, days)
         return _Loaded(progress.results, EXIT_INTERRUPTED)
@@ -320,15 +342,14 @@ def _run_days(days: list[date], settings: PipelineSettings, verbose: bool, title
             print(f"{result.day} failed: {_one_line(str(result.error))}", file=sys.stderr)
     reported = {result.day for result in progress.results}
     if len(reported) < len(days):
-        stopped = [error for error in map(run_error, outcomes) if error]
-        reason = _one_line(stopped[0] if stopped else "see the Dagster log (--verbose)")
+        reason = _one_line(stopped or "see the Dagster log (--verbose)")
         print(
             f"{PROG}: {len(days) - len(reported)} days never reported, the run stopped: {reason}",
             file=sys.stderr,
         )
     console.print(f"data: {settings.data_dir}")
     committed = sum(1 for result in progress.results if result.ok)
-    success = all(outcome.success for outcome in outcomes) and committed == len(days)
+    success = stopped is None and committed == len(days)
     return _Loaded(progress.results, EXIT_OK if success else EXIT_DAYS_FAILED)
 
 
