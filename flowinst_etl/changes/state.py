@@ -10,7 +10,6 @@ relied on. It is never removed by flowinst-etl: while it is there, refresh re-re
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -152,17 +151,7 @@ def committed_update_times(
 
 
 def _read_json(store: Store, name: str) -> dict[str, Any] | None:
-    path = store.refresh_state(name)
-    try:
-        with store.fs.open(path, "rb") as handle:
-            loaded = json.loads(handle.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"unreadable {store.url(path)}: {exc}") from exc
-    if not isinstance(loaded, dict):
-        raise StoreError(f"unreadable {store.url(path)}: not a JSON object")
-    return loaded
+    return store.read_object(store.refresh_state(name), "refresh state")
 
 
 def _write_json(store: Store, name: str, value: Mapping[str, Any]) -> None:

@@ -29,16 +29,7 @@ def encode(commit: dict[str, Any]) -> bytes:
 
 
 def _load(store: Store, path: str) -> dict[str, Any] | None:
-    try:
-        with store.fs.open(path, "rb") as handle:
-            loaded = json.loads(handle.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"unreadable commit record {store.url(path)}: {exc}") from exc
-    if not isinstance(loaded, dict):
-        raise StoreError(f"unreadable commit record {store.url(path)}: not a JSON object")
-    return loaded
+    return store.read_object(path, "commit record")
 
 
 def read_commit_record(store: Store, day: date) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,23 @@ class Store:
             if self.local:
                 handle.flush()
                 os.fsync(handle.fileno())
+
+    def read_object(self, path: str, what: str) -> dict[str, Any] | None:
+        """The JSON object in the file at ``path``; ``None`` when there is no such file.
+
+        Raises:
+            StoreError: the file cannot be read or holds no JSON object (``what`` names it).
+        """
+        try:
+            with self.fs.open(path, "rb") as handle:
+                loaded = json.loads(handle.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"unreadable {what} {self.url(path)}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise StoreError(f"unreadable {what} {self.url(path)}: not a JSON object")
+        return loaded
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a new file holding ``data``, durably on a local disk."""

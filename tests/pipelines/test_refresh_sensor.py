@@ -39,6 +39,12 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         yield running
 
 
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as temporary:
+        yield temporary
+
+
 def definitions(root: Path, at: datetime) -> dg.Definitions:
     settings = PipelineSettings(
         data_dir=str(root),
@@ -54,6 +60,13 @@ def definitions(root: Path, at: datetime) -> dg.Definitions:
 def run(defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, str]) -> None:
     job = defs.resolve_job_def("flow_instances_job")
     assert job.execute_in_process(instance=instance, tags=tags).success
+
+
+def backfilled(root: Path, instance: dg.DagsterInstance) -> dg.Definitions:
+    """The definitions on MORNING, with every day of DAYS committed through them."""
+    defs = definitions(root, MORNING)
+    run(defs, instance, {RANGE_START_TAG: str(DAYS[0]), RANGE_END_TAG: str(DAYS[-1])})
+    return defs
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> Any:
@@ -91,71 +104,65 @@ def change(emulator: Emulator, day: date, count: int) -> set[str]:
 
 
 def test_the_sensor_reads_the_changed_and_recent_days_only(
-    gateway: Emulator, tmp_path: Path
+    gateway: Emulator, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
     root = tmp_path / "data"
-    with dg.instance_for_test() as instance:
-        defs = definitions(root, MORNING)
-        run(defs, instance, {RANGE_START_TAG: str(DAYS[0]), RANGE_END_TAG: str(DAYS[-1])})
-        untouched = {day: commit_bytes(root, day) for day in (DAYS[0], DAYS[3])}
-        assert change(gateway, DAYS[1], 2) and change(gateway, DAYS[2], 3)
-        assert change(gateway, DAYS[5], 2)  # a recent day: re-read in full anyway
+    defs = backfilled(root, instance)
+    untouched = {day: commit_bytes(root, day) for day in (DAYS[0], DAYS[3])}
+    assert change(gateway, DAYS[1], 2) and change(gateway, DAYS[2], 3)
+    assert change(gateway, DAYS[5], 2)  # a recent day: re-read in full anyway
 
-        early = tick(definitions(root, MORNING.replace(hour=5)), instance, None)
-        assert early.skip_message == "the refresh of 2026-11-08 starts at 06:00"
-        data = tick(defs, instance, None)
+    early = tick(definitions(root, MORNING.replace(hour=5)), instance, None)
+    assert early.skip_message == "the refresh of 2026-11-08 starts at 06:00"
+    data = tick(defs, instance, None)
 
-        assert ranges(data) == [(str(DAYS[1]), str(DAYS[2])), (str(DAYS[4]), str(DAYS[5]))]
-        assert verdicts(data) == {
-            str(DAYS[0]): "unchanged",
-            str(DAYS[1]): "changed",
-            str(DAYS[2]): "changed",
-            str(DAYS[3]): "unchanged",
-            str(DAYS[4]): "re-read",
-            str(DAYS[5]): "re-read",
-        }
-        assert all(e.metadata["change_test"].value == "trusted" for e in data.asset_events)
-        assert data.cursor == "2026-11-08"
-        for request in data.run_requests:
-            run(defs, instance, request.tags)
+    assert ranges(data) == [(str(DAYS[1]), str(DAYS[2])), (str(DAYS[4]), str(DAYS[5]))]
+    assert verdicts(data) == {
+        str(DAYS[0]): "unchanged",
+        str(DAYS[1]): "changed",
+        str(DAYS[2]): "changed",
+        str(DAYS[3]): "unchanged",
+        str(DAYS[4]): "re-read",
+        str(DAYS[5]): "re-read",
+    }
+    assert all(e.metadata["change_test"].value == "trusted" for e in data.asset_events)
+    assert data.cursor == "2026-11-08"
+    for request in data.run_requests:
+        run(defs, instance, request.tags)
 
-        assert_days_are_the_truth(gateway, root, DAYS)
-        assert {day: commit_bytes(root, day) for day in untouched} == untouched
-        assert tick(defs, instance, data.cursor).skip_message == "2026-11-08 is refreshed"
+    assert_days_are_the_truth(gateway, root, DAYS)
+    assert {day: commit_bytes(root, day) for day in untouched} == untouched
+    assert tick(defs, instance, data.cursor).skip_message == "2026-11-08 is refreshed"
 
 
 def test_a_gateway_whose_update_times_stay_is_caught_and_every_day_is_re_read(
-    gateway: Emulator, tmp_path: Path
+    gateway: Emulator, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
     root = tmp_path / "data"
-    with dg.instance_for_test() as instance:
-        defs = definitions(root, MORNING)
-        run(defs, instance, {RANGE_START_TAG: str(DAYS[0]), RANGE_END_TAG: str(DAYS[-1])})
-        gateway.reconfigure(update_times="frozen")
-        change(gateway, DAYS[1], 3)
-        change(gateway, DAYS[5], 3)
+    defs = backfilled(root, instance)
+    gateway.reconfigure(update_times="frozen")
+    change(gateway, DAYS[1], 3)
+    change(gateway, DAYS[5], 3)
 
-        data = tick(defs, instance, None)
-        assert ranges(data) == [(str(DAYS[4]), str(DAYS[5]))]  # the change test sees nothing
-        for request in data.run_requests:
-            run(defs, instance, request.tags)
-        # ... but the full read of a recent day shows that this gateway changes silently: said
-        # in the day's materialisation and kept at the root
-        proof = json.loads((root / "_flowinst" / "refresh" / "untrusted.json").read_text())
-        assert proof["day"] == str(DAYS[5])
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(dg.AssetKey("flow_instances"), asset_partitions=[str(DAYS[5])]),
-            limit=1,
-        ).records
-        assert records[0].asset_materialization is not None
-        assert records[0].asset_materialization.metadata["change_test"].value == proof["reason"]
+    data = tick(defs, instance, None)
+    assert ranges(data) == [(str(DAYS[4]), str(DAYS[5]))]  # the change test sees nothing
+    for request in data.run_requests:
+        run(defs, instance, request.tags)
+    # ... but the full read of a recent day shows that this gateway changes silently: said
+    # in the day's materialisation and kept at the root
+    proof = json.loads((root / "_flowinst" / "refresh" / "untrusted.json").read_text())
+    assert proof["day"] == str(DAYS[5])
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(dg.AssetKey("flow_instances"), asset_partitions=[str(DAYS[5])]),
+        limit=1,
+    ).records
+    assert records[0].asset_materialization is not None
+    assert records[0].asset_materialization.metadata["change_test"].value == proof["reason"]
 
-        next_day = definitions(root, MORNING + timedelta(days=1))
-        data = tick(next_day, instance, data.cursor)
-        assert ranges(data) == [(str(DAYS[1]), str(DAYS[5] + timedelta(days=1)))]
-        assert all(
-            e.metadata["change_test"].value.startswith("NOT TRUSTED") for e in data.asset_events
-        )
-        for request in data.run_requests:
-            run(next_day, instance, request.tags)
-        assert_days_are_the_truth(gateway, root, DAYS)
+    next_day = definitions(root, MORNING + timedelta(days=1))
+    data = tick(next_day, instance, data.cursor)
+    assert ranges(data) == [(str(DAYS[1]), str(DAYS[5] + timedelta(days=1)))]
+    assert all(e.metadata["change_test"].value.startswith("NOT TRUSTED") for e in data.asset_events)
+    for request in data.run_requests:
+        run(next_day, instance, request.tags)
+    assert_days_are_the_truth(gateway, root, DAYS)
