@@ -149,6 +149,8 @@ def plan_refresh(
     distrust = read_distrust(store)
     if distrust is not None:
         return judged.all_read(f"{distrust.reason} (found {distrust.found_at})", 0)
+    if not judged.probed:
+        return judged.plan(0)
     client = extractor.client
     as_of_ms = clock_floor_ms(client.clock_skew_ms())
     probe = UpdateProbe(client, client.server_timezone())

@@ -176,7 +176,7 @@ def iso_instant(epoch_ms: int) -> str:
 
 
 def _record_hash(found: FoundInstance) -> int:
-    """A 128-bit hash of one record and the type it was found under."""
+    """A 128-bit hash of one record and the type it was found under, whatever its key order."""
     value = [found.scheduling_type, found.record]
     try:
         text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)

@@ -4,6 +4,7 @@ believed: an update time is never before the instance's start or end (docs/enos-
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -23,7 +24,11 @@ CLOCK_MARGIN_MS = 60_000
 #: The most a local time in a repeated daylight-saving hour can be off by the first reading.
 _REPEATED_HOUR_MS = 3_600_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _MILLISECOND = timedelta(milliseconds=1)
+#: A server time string whose first 19 characters ``datetime.fromisoformat`` reads exactly, and
+#: which sorts as its instant among its like in a fixed-offset zone.
+_PLAIN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-2][0-9]:[0-5][0-9]:[0-5][0-9](?:\.([0-9]+))?\Z")
 
 
 def latest_instant_ms(text: str, server_tz: tzinfo) -> int:
@@ -34,11 +39,30 @@ def latest_instant_ms(text: str, server_tz: tzinfo) -> int:
     Raises:
         ValueError: the text is empty or not a server time string.
     """
+    if type(server_tz) is timezone:  # one instant per string: read without an aware datetime
+        plain = _plain_ms(text, server_tz)
+        if plain is not None:
+            return plain
     instant = server_time_to_utc(text, server_tz)
     if instant is None:
         raise ValueError("empty server time")
     first = (instant - _EPOCH) // _MILLISECOND  # floored as the created_at column is
     return first if names_one_instant(text, server_tz) else first + _REPEATED_HOUR_MS
+
+
+def _plain_ms(text: str, server_tz: timezone) -> int | None:
+    """Epoch ms of a plain server time string in a fixed-offset zone, floored to the
+    millisecond; ``None`` for any other string."""
+    match = _PLAIN.match(text)
+    if match is None:
+        return None
+    try:
+        local = datetime.fromisoformat(text[:19])
+    except ValueError:
+        return None
+    milliseconds = int(((match.group(1) or "") + "000")[:3])
+    offset = server_tz.utcoffset(None)
+    return (local - _NAIVE_EPOCH - offset) // _MILLISECOND + milliseconds
 
 
 def update_ms(record: Mapping[str, Any], server_tz: tzinfo) -> int:
@@ -54,18 +78,23 @@ def update_ms(record: Mapping[str, Any], server_tz: tzinfo) -> int:
         updated = latest_instant_ms(text, server_tz) if isinstance(text, str) else None
     except ValueError:
         updated = None
-    if updated is None:
+    if updated is None or not isinstance(text, str):
         raise UnreliableChangeTest(
             f"instance {instance} has no readable {UPDATE_FIELD} ({text!r}), so its update "
             "time cannot be read"
         )
     for name in ("startTime", "endTime"):
         event = record.get(name)
-        try:
-            event_ms = server_time_to_epoch_ms(event, server_tz) if event else None
-        except ValueError:
-            continue  # the extractor judges unreadable start and end times
-        if event_ms is not None and updated < event_ms:
+        if not event or not isinstance(event, str):
+            continue
+        if type(server_tz) is timezone and _PLAIN.match(event) and _PLAIN.match(text):
+            before = text[:19] < event[:19]  # whole seconds of one fixed offset sort as instants
+        else:
+            try:
+                before = updated < server_time_to_epoch_ms(event, server_tz)
+            except ValueError:
+                continue  # the extractor judges unreadable start and end times
+        if before:
             raise UnreliableChangeTest(
                 f"instance {instance} has {name} {event!r} after its {UPDATE_FIELD} {text!r}: "
                 f"{UPDATE_FIELD} is not the time of the last update on this gateway"
