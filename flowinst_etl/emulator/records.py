@@ -107,9 +107,11 @@ class Instance:
         self._record = None
         self._json = None
 
-    def move_trigger(self, trigger_ms: int) -> None:
-        """Reschedule the instance (its id keeps the original trigger, as EnOS ids do)."""
+    def move_trigger(self, trigger_ms: int, update_ms: int) -> None:
+        """Reschedule the instance (its id keeps the original trigger, as EnOS ids do);
+        ``update_ms`` becomes its update time."""
         self.trigger_ms = trigger_ms
+        self.update_ms = update_ms
         self._record = None
         self._json = None
 

@@ -102,7 +102,7 @@ class InstanceStore:
         with self._lock:
             self._searches += 1
             if config.insert_every and self._searches % config.insert_every == 0:
-                self._insert(query, config.insert_count)
+                self._insert(query, config)
             index = self._index[query.scheduling_type]
             low, high = index.bounds(
                 query.from_ms, query.to_ms, query.to_inclusive, query.from_inclusive
@@ -118,7 +118,7 @@ class InstanceStore:
                 changes = max(1, round(config.status_change_rate * len(matches)))
                 self._change_statuses(index.items[low:high], changes, config)
             if config.move_every and self._searches % config.move_every == 0:
-                self._move_one(index, index.items[low:high], query.to_ms)
+                self._move_one(index, index.items[low:high], query.to_ms, config)
         return records, count
 
     def truth(
@@ -153,8 +153,10 @@ class InstanceStore:
         found.sort(key=lambda pair: (pair[1].trigger_ms, pair[0]))
         return [truth for _, truth in found]
 
-    def _insert(self, query: SearchQuery, count: int) -> None:
-        """Append up to ``count`` runs after the latest trigger of the window, before its end."""
+    def _insert(self, query: SearchQuery, config: EmulatorConfig) -> None:
+        """Append up to ``insert_count`` runs after the latest trigger of the window, before its
+        end, created now (their update time is now, unless update times are frozen)."""
+        count = config.insert_count
         flows = self._flows[query.scheduling_type]
         index = self._index[query.scheduling_type]
         low, high = index.bounds(query.from_ms, query.to_ms, to_inclusive=False)
@@ -179,11 +181,15 @@ class InstanceStore:
                 self._malformed_rate,
                 self._timestamp_shows,
             )
+            if config.update_times == "move":
+                item.update_ms = max(item.update_ms, _server_now_ms(config))
             self._taken.add((item.flow.flow_id, cursor))
             index.add(item)
             self._counters.add("inserted")
 
-    def _move_one(self, index: _TypeIndex, window: list[Instance], to_ms: int) -> None:
+    def _move_one(
+        self, index: _TypeIndex, window: list[Instance], to_ms: int, config: EmulatorConfig
+    ) -> None:
         """Reschedule one run of the window a second later, staying inside the window."""
         candidates = [
             item
@@ -196,7 +202,7 @@ class InstanceStore:
         item = self._rng.choice(candidates)
         index.remove(item)
         self._taken.discard((item.flow.flow_id, item.trigger_ms))
-        item.move_trigger(item.trigger_ms + 1000)
+        item.move_trigger(item.trigger_ms + 1000, _update_ms(item, _server_now_ms(config), config))
         self._taken.add((item.flow.flow_id, item.trigger_ms))
         index.add(item)
         self._counters.add("moved")
@@ -216,7 +222,7 @@ class InstanceStore:
 
     def _change_statuses(self, window: list[Instance], count: int, config: EmulatorConfig) -> None:
         candidates = [item for item in window if item.status in NOT_FINAL]
-        now_ms = int(time.time() * 1000) + config.clock_skew_ms
+        now_ms = _server_now_ms(config)
         for item in self._rng.sample(candidates, min(count, len(candidates))):
             advance(self._rng, item, _update_ms(item, now_ms, config))
             self._counters.add("status_changes")
@@ -244,7 +250,7 @@ class InstanceStore:
             ]
             candidates.sort(key=_position)
             changes = []
-            now_ms = int(time.time() * 1000) + config.clock_skew_ms
+            now_ms = _server_now_ms(config)
             for item in rng.sample(candidates, min(count, len(candidates))):
                 now_ms = max(now_ms + 1, item.update_ms + 1)
                 changes.append(
@@ -252,6 +258,11 @@ class InstanceStore:
                 )
                 self._counters.add("late_changes")
             return changes
+
+
+def _server_now_ms(config: EmulatorConfig) -> int:
+    """The server clock in epoch ms, skewed by ``clock_skew_ms``."""
+    return int(time.time() * 1000) + config.clock_skew_ms
 
 
 def _update_ms(item: Instance, now_ms: int, config: EmulatorConfig) -> int:
