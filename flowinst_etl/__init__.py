@@ -6,6 +6,7 @@ it never imports Dagster, so notebooks and scripts can use it directly.
 
 from __future__ import annotations
 
+from flowinst_etl.changes import RefreshPlan, plan_refresh
 from flowinst_etl.config import EnosSettings, PipelineSettings
 from flowinst_etl.exceptions import (
     ApiError,
@@ -18,6 +19,7 @@ from flowinst_etl.exceptions import (
     RetriableApiError,
     StoreError,
     TransportError,
+    UnreliableChangeTest,
 )
 from flowinst_etl.extract import Extraction, Extractor, Reconciliation
 from flowinst_etl.gateway.client import EnosClient
@@ -43,15 +45,18 @@ __all__ = [
     "IncompleteExtractionError",
     "PipelineSettings",
     "Reconciliation",
+    "RefreshPlan",
     "ResponseFormatError",
     "RetriableApiError",
     "StoreError",
     "TransportError",
+    "UnreliableChangeTest",
     "Window",
     "dataset",
     "day_window",
     "flatten_instances",
     "load_days",
+    "plan_refresh",
     "read_manifest",
     "read_table",
     "write_day",

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import NoReturn
 
 from rich.console import Console
 
+from flowinst_etl.changes import plan_refresh
 from flowinst_etl.config import (
     RANGES,
     EnosSettings,
@@ -36,10 +37,16 @@ from flowinst_etl.emulator import command as emulator_command
 from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extractor
 from flowinst_etl.gateway.client import EnosClient
-from flowinst_etl.load import DayResult
+from flowinst_etl.load import DayResult, load_days
 from flowinst_etl.preflight import check_dagster_home, check_data_root, check_days
-from flowinst_etl.progress import BackfillProgress, StderrLines, summary_table
-from flowinst_etl.windows import parse_day, zone
+from flowinst_etl.progress import (
+    BackfillProgress,
+    StderrLines,
+    refresh_report,
+    requests_report,
+    summary_table,
+)
+from flowinst_etl.windows import consecutive_ranges, parse_day, zone
 
 EXIT_OK, EXIT_DAYS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROG = "flowinst-etl"
@@ -81,10 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = commands.add_parser(
         "backfill", help="extract and commit every day from START to END (inclusive)"
     )
-    backfill.add_argument("start", metavar="START", help="first day, YYYY-MM-DD")
-    backfill.add_argument("end", metavar="END", help="last day, YYYY-MM-DD")
-    _add_pipeline_options(backfill)
+    _add_range(backfill)
     backfill.set_defaults(handler=_backfill)
+    refresh = commands.add_parser(
+        "refresh",
+        help="re-extract the committed days from START to END that the gateway changed since "
+        "they were read, and extract those not committed yet",
+    )
+    _add_range(refresh)
+    refresh.set_defaults(handler=_refresh)
     demo = commands.add_parser(
         "demo", help="backfill the last days from the built-in emulator into ./data"
     )
@@ -103,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_options(demo)
     demo.set_defaults(handler=_demo)
     return parser
+
+
+def _add_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("start", metavar="START", help="first day, YYYY-MM-DD")
+    parser.add_argument("end", metavar="END", help="last day, YYYY-MM-DD")
+    _add_pipeline_options(parser)
 
 
 def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
@@ -196,7 +214,9 @@ def _day(text: str, name: str) -> date:
         raise ConfigError(f"{name}: {exc}") from exc
 
 
-def _backfill(args: argparse.Namespace) -> int:
+def _checked_range(args: argparse.Namespace) -> tuple[list[date], PipelineSettings, EnosSettings]:
+    """The days, settings and gateway of a range command, every pre-flight check passed but
+    the gateway's (all problems of the input in one error)."""
     problems: list[str] = []
     first = collect(problems, _day, args.start, "START")
     last = collect(problems, _day, args.end, "END")
@@ -207,39 +227,130 @@ def _backfill(args: argparse.Namespace) -> int:
     check_days(first, last, settings)
     check_data_root(settings.data_dir, _data_dir_name(args))
     check_dagster_home()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)], settings, enos
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    days, settings, enos = _checked_range(args)
     with EnosClient(enos) as client:
         Extractor(client).check_access()
-    return _run_backfill(first, last, settings, args.verbose)
+    return _run_days(days, settings, args.verbose, "flowinst-etl backfill").code
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    days, settings, enos = _checked_range(args)
+    partition_tz = zone(settings.timezone)
+    with EnosClient(enos) as client:
+        # One client and extractor for the check and every day read: the gateway's token,
+        # timezone and conventions are asked once.
+        extractor = Extractor(
+            client,
+            max_workers=settings.max_workers,
+            records_in_memory=settings.records_in_memory,
+        )
+        extractor.check_access()
+        try:
+            plan = plan_refresh(extractor, settings.data_dir, days, partition_tz, verify=True)
+        except FlowinstError as error:  # the gateway answered the checks above: not bad input
+            print(
+                f"{PROG}: the check for changes failed, no day was refreshed: "
+                f"{_one_line(str(error))}",
+                file=sys.stderr,
+            )
+            return EXIT_DAYS_FAILED
+        print(refresh_report(plan))
+        if plan.untrusted:
+            _warn_untrusted(plan.untrusted)
+
+        def load(chosen: list[date]) -> _Loaded:
+            def run(on_day: Callable[[DayResult], None]) -> str | None:
+                for result in load_days(extractor, chosen, partition_tz, settings.data_dir):
+                    on_day(result)
+                return None
+
+            return _shown(chosen, settings, "flowinst-etl refresh", run)
+
+        loaded = load(plan.to_read()) if plan.to_read() else _Loaded([], EXIT_OK)
+        proofs = [r.changes.violation for r in loaded.results if r.changes and r.changes.violation]
+        rest = [day for day in days if day not in plan.to_read()]
+        if proofs and plan.untrusted is None and loaded.code != EXIT_INTERRUPTED and rest:
+            _warn_untrusted(proofs[0])
+            more = load(rest)
+            loaded = _Loaded([*loaded.results, *more.results], max(loaded.code, more.code))
+    print(requests_report(plan, loaded.results))
+    return loaded.code
+
+
+def _warn_untrusted(reason: str) -> None:
+    print(
+        f"{PROG}: warning: the change test cannot be relied on on this gateway, so every day "
+        f"of the range is re-read: {_one_line(reason)} (see docs/refresh.md)",
+        file=sys.stderr,
+    )
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """The days a command extracted and committed (or failed), and its exit code."""
+
+    results: list[DayResult]
+    code: int
 
 
 def _run_backfill(first: date, last: date, settings: PipelineSettings, verbose: bool) -> int:
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return _run_days(days, settings, verbose, "flowinst-etl backfill").code
+
+
+def _run_days(days: list[date], settings: PipelineSettings, verbose: bool, title: str) -> _Loaded:
+    """Extract and commit ``days`` through the Dagster assets, a run per range of consecutive
+    days."""
     from pipelines.backfill import run_backfill, run_error  # the Dagster layer, loaded when needed
 
     gc.freeze()  # the modules just loaded live for the whole run: keep them out of collections
 
+    def run(on_day: Callable[[DayResult], None]) -> str | None:
+        stopped = None
+        for first, last in consecutive_ranges(days):
+            outcome = run_backfill(first, last, settings, on_day, verbose=verbose)
+            if not outcome.success:
+                stopped = stopped or run_error(outcome) or "see the Dagster log (--verbose)"
+        return stopped
+
+    return _shown(days, settings, title, run)
+
+
+def _shown(
+    days: list[date],
+    settings: PipelineSettings,
+    title: str,
+    run: Callable[[Callable[[DayResult], None]], str | None],
+) -> _Loaded:
+    """``run(on_day)`` extracting and committing ``days`` (it returns why it stopped short, if
+    it did), shown with a bar per day, then a summary titled ``title`` and each failure."""
     console = Console()
-    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     progress = BackfillProgress(days, console)
     try:
         with progress:
-            outcome = run_backfill(first, last, settings, progress.on_day, verbose=verbose)
+            stopped = run(progress.on_day)
     except KeyboardInterrupt:
         _report_interrupt(progress.results, days)
-        return EXIT_INTERRUPTED
-    console.print(summary_table(progress.results, days))
+        return _Loaded(progress.results, EXIT_INTERRUPTED)
+    console.print(summary_table(progress.results, days, title))
     for result in sorted(progress.results, key=lambda r: r.day):
         if not result.ok:
             print(f"{result.day} failed: {_one_line(str(result.error))}", file=sys.stderr)
     reported = {result.day for result in progress.results}
     if len(reported) < len(days):
-        reason = _one_line(run_error(outcome) or "see the Dagster log (--verbose)")
+        reason = _one_line(stopped or "see the Dagster log (--verbose)")
         print(
             f"{PROG}: {len(days) - len(reported)} days never reported, the run stopped: {reason}",
             file=sys.stderr,
         )
     console.print(f"data: {settings.data_dir}")
     committed = sum(1 for result in progress.results if result.ok)
-    return EXIT_OK if outcome.success and committed == len(days) else EXIT_DAYS_FAILED
+    success = stopped is None and committed == len(days)
+    return _Loaded(progress.results, EXIT_OK if success else EXIT_DAYS_FAILED)
 
 
 def _report_interrupt(results: Sequence[DayResult], days: Sequence[date]) -> None:

@@ -29,6 +29,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "ENOS_MAX_REQUESTS_PER_SECOND": (0.01, 10_000),
     "FLOWINST_MAX_WORKERS": (1, 64),
     "FLOWINST_LOOKBACK_DAYS": (1, 366),
+    "FLOWINST_REFRESH_DAYS": (1, 366),
     "FLOWINST_DAYS_PER_RUN": (1, 366),
     "FLOWINST_RECORDS_IN_MEMORY": (0, 10_000_000),
 }
@@ -47,6 +48,7 @@ _ENOS_NUMBERS = {
 _PIPELINE_NUMBERS = {
     "max_workers": "FLOWINST_MAX_WORKERS",
     "lookback_days": "FLOWINST_LOOKBACK_DAYS",
+    "refresh_days": "FLOWINST_REFRESH_DAYS",
     "days_per_run": "FLOWINST_DAYS_PER_RUN",
     "records_in_memory": "FLOWINST_RECORDS_IN_MEMORY",
 }
@@ -146,15 +148,17 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Where and how the dataset is built: root, partition timezone, first day, parallelism, how
-    many days one run of a range backfill covers (``None``: the whole range in one run), and how
-    many extracted records wait in memory (the rest in temporary files under ``TMPDIR``)."""
+    """Where and how the dataset is built: root, partition timezone, first day, parallelism, the
+    recent days re-read in full every morning and the days checked for changes, how many days
+    one run of a range backfill covers (``None``: the whole range in one run), and how many
+    extracted records wait in memory (the rest in temporary files under ``TMPDIR``)."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
     start_date: date = date(2026, 1, 1)
     max_workers: int = 8
     lookback_days: int = 3
+    refresh_days: int = 30
     days_per_run: int | None = None
     records_in_memory: int = RECORDS_IN_MEMORY
 
@@ -173,6 +177,7 @@ class PipelineSettings:
             "start_date": collect(problems, _start_date, start) if start else None,
             "max_workers": collect(problems, _integer, env, "FLOWINST_MAX_WORKERS"),
             "lookback_days": collect(problems, _integer, env, "FLOWINST_LOOKBACK_DAYS"),
+            "refresh_days": collect(problems, _integer, env, "FLOWINST_REFRESH_DAYS"),
             "days_per_run": collect(problems, _integer, env, "FLOWINST_DAYS_PER_RUN"),
             "records_in_memory": collect(problems, _integer, env, "FLOWINST_RECORDS_IN_MEMORY"),
         }

@@ -9,6 +9,7 @@ FlowinstError
 │   ├── FatalApiError                   retrying will not help (62101, 62102, 62103, ...)
 │   └── RetriableApiError               the service failed internally (62109); try again later
 ├── IncompleteExtractionError           completeness of a window could not be established
+├── UnreliableChangeTest                the gateway's answers show refresh's change test fails
 └── StoreError                          a partition could not be written or read
 """
 
@@ -68,6 +69,11 @@ class RetriableApiError(ApiError):
 
 class IncompleteExtractionError(FlowinstError):
     """The extractor could not prove that it received every instance of a window."""
+
+
+class UnreliableChangeTest(FlowinstError):
+    """The gateway's answers show that a belief the change test relies on is false (its update
+    times, its update-time sorter), so which days changed cannot be told without reading them."""
 
 
 class StoreError(FlowinstError):

@@ -15,10 +15,19 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from flowinst_etl.changes.record import ChangeRecord, DayTracker
+from flowinst_etl.changes.state import (
+    CHANGES_KEY,
+    committed_read,
+    committed_update_times,
+    read_checks,
+    record_distrust,
+)
+from flowinst_etl.changes.update_time import clock_floor_ms
 from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
 from flowinst_etl.interrupts import deferred_interrupts
-from flowinst_etl.storage.write import open_day, repair
+from flowinst_etl.storage.write import DayWriter, open_day, repair
 from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.windows import day_window
 
@@ -34,7 +43,8 @@ PREVIEW_COLUMNS = ["instance_id", "flow_name", "type", "status_desc", "trigger_t
 
 @dataclass(frozen=True)
 class DayResult:
-    """What loading one partition day did: rows per table and reconciliation, or why it failed."""
+    """What loading one partition day did: rows per table, reconciliation and change record, or
+    why it failed."""
 
     day: date
     rows: Mapping[str, int] = field(default_factory=dict)
@@ -42,6 +52,7 @@ class DayResult:
     paths: Mapping[str, str] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    changes: ChangeRecord | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,6 +96,7 @@ def load_days(
     windows = {day_window(day, partition_tz): day for day in days}
     server_tz = extractor.client.server_timezone()
     facts = {"clock_skew_ms": _noted_clock_skew(extractor)}
+    read_from_ms = clock_floor_ms(facts["clock_skew_ms"])  # before any page of any day is read
     for window, outcome in extractor.extract_many(windows):
         # SIGINT/SIGTERM wait until the day is committed and its result taken by the caller.
         with deferred_interrupts():
@@ -92,7 +104,12 @@ def load_days(
             if isinstance(outcome, Extraction):
                 with outcome:
                     result = _load(
-                        day, outcome, server_tz, facts, (root, storage_options), chunk_instances
+                        day,
+                        outcome,
+                        (server_tz, read_from_ms),
+                        facts,
+                        (root, storage_options),
+                        chunk_instances,
                     )
             else:
                 result = DayResult(day, error=_reason(outcome))
@@ -116,20 +133,25 @@ def _noted_clock_skew(extractor: Extractor) -> int:
 def _load(
     day: date,
     extraction: Extraction,
-    server_tz: tzinfo,
+    read: tuple[tzinfo, int],
     facts: Mapping[str, int],
     store: tuple[str, Mapping[str, Any] | None],
     chunk_instances: int,
 ) -> DayResult:
     """Flatten and write one extracted day, ``chunk_instances`` at a time, as one commit to
-    ``store`` (root and storage options)."""
+    ``store`` (root and storage options), with its change record; ``read`` is the server zone
+    and when the read began (``clock_floor_ms``)."""
     root, storage_options = store
+    server_tz, read_from_ms = read
     extracted_at = datetime.now(timezone.utc)
     graph_errors = 0
     preview: list[dict[str, Any]] = []
     try:
         with open_day(root, day, storage_options=storage_options) as writer:
+            previous = committed_read(writer.store, day, read_checks(writer.store))
+            tracker = DayTracker(server_tz, read_from_ms, previous)
             for chunk in extraction.chunks(chunk_instances):
+                tracker.add(chunk)
                 tables = flatten_instances(chunk, server_tz, extracted_at)
                 del chunk  # the records: the tables stand in for them while they are written
                 graph_errors += tables.graph_errors
@@ -140,10 +162,25 @@ def _load(
                 "graph_errors": graph_errors,
                 **facts,
             }
-            written = writer.commit(reconciliation)
+            changes = tracker.finish(lambda: committed_update_times(root, day, storage_options))
+            if changes.violation:  # kept before the commit: a day committed is a day compared
+                _report_violation(writer, changes.violation)
+            written = writer.commit(reconciliation, {CHANGES_KEY: changes.as_json()})
     except Exception as error:  # noqa: BLE001 - any failure stays in its day
         return DayResult(day, error=_reason(error))
-    return DayResult(day, written.rows, reconciliation, written.paths, preview)
+    return DayResult(day, written.rows, reconciliation, written.paths, preview, changes=changes)
+
+
+def _report_violation(writer: DayWriter, violation: str) -> None:
+    """Say loudly that the change test cannot be relied on, and keep the proof at the root so
+    every later refresh re-reads every day."""
+    log.warning(
+        "refresh cannot rely on its change test on this gateway, so it will re-read every day: "
+        "%s: %s",
+        writer.day,
+        violation,
+    )
+    record_distrust(writer.store, violation, writer.day)
 
 
 def _preview(instances: pa.Table) -> list[dict[str, Any]]:

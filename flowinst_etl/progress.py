@@ -1,4 +1,5 @@
-"""What a person sees during a backfill: a bar per day, warnings as they happen, a summary."""
+"""What a person sees during a backfill or a refresh: what the change test found, a bar per day,
+warnings as they happen, a summary and the requests spent."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flowinst_etl.changes import RefreshPlan
 from flowinst_etl.load import DayResult
 
 _COUNTED = [
@@ -64,9 +66,11 @@ class BackfillProgress:
         self._progress.update(self._tasks[result.day], completed=1, state=state)
 
 
-def summary_table(results: Sequence[DayResult], days: Sequence[date]) -> Table:
-    """Days, rows per table and failures of a backfill; days that never reported count as failed."""
-    table = Table(title="flowinst-etl backfill")
+def summary_table(
+    results: Sequence[DayResult], days: Sequence[date], title: str = "flowinst-etl backfill"
+) -> Table:
+    """Days, rows per table and failures of a run; days that never reported count as failed."""
+    table = Table(title=title)
     table.add_column("days")
     for label, _ in _COUNTED:
         table.add_column(label, justify="right")
@@ -79,6 +83,23 @@ def summary_table(results: Sequence[DayResult], days: Sequence[date]) -> Table:
         f"[red]{failed}" if failed else "0",
     )
     return table
+
+
+def refresh_report(plan: RefreshPlan) -> str:
+    """One line per day: unchanged, changed or new, and what told it."""
+    width = max(len(check.verdict) for check in plan.days)
+    lines = [f"changes since each day was read, checked at {plan.checked_at}:"]
+    lines += [f"{check.day}  {check.verdict:<{width}}  {check.reason}" for check in plan.days]
+    return "\n".join(lines)
+
+
+def requests_report(plan: RefreshPlan, results: Sequence[DayResult]) -> str:
+    """The search requests a refresh spent: checking, then extracting."""
+    read = sum(result.reconciliation.get("requests", 0) for result in results)
+    return (
+        f"requests: {plan.requests} to check {len(plan.days)} days, {read} to extract "
+        f"{len(results)} days ({plan.requests + read} in all)"
+    )
 
 
 class StderrLines(logging.Handler):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -86,6 +87,17 @@ def day_window(day: date, tz: tzinfo) -> Window:
     start = datetime.combine(day, time.min, tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
     return Window(_epoch_ms(start), _epoch_ms(end))
+
+
+def consecutive_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
+    """``days`` as ranges of consecutive days, ``(first, last)`` inclusive, in order."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(set(days)):
+        if ranges and day - ranges[-1][1] == timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
 
 
 def parse_server_timezone(text: str) -> timezone:

@@ -72,6 +72,11 @@ def build_flow_instance_tables(
             extractor.check_access()
             for result in load_days(extractor, partition_days(context), partition_tz, dataset.root):
                 day_listener(result)
+                if result.changes is not None and result.changes.violation:
+                    context.log.warning(
+                        f"day {result.day}: refresh cannot rely on its change test on this "
+                        f"gateway, so it will re-read every day: {result.changes.violation}"
+                    )
                 if result.ok:
                     committed.append(result.day)
                     yield from _materializations(result)
@@ -110,6 +115,8 @@ def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
         )
         if name in figures
     }
+    if result.changes is not None:
+        shared["change_test"] = result.changes.compared
     for table in TABLES:
         metadata: dict[str, Any] = {
             "dagster/row_count": result.rows.get(table, 0),

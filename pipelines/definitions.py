@@ -7,12 +7,14 @@ import dagster as dg
 from flowinst_etl.config import PipelineSettings
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import backfill_policy, daily_partitions
+from pipelines.refresh import Clock, refresh_sensor, system_clock
 from pipelines.resources import run_resources
-from pipelines.schedules import daily_schedule, lookback_schedule
+from pipelines.schedules import daily_schedule
 
 
-def build_definitions(settings: PipelineSettings) -> dg.Definitions:
-    """Every definition of the code location for one set of pipeline settings.
+def build_definitions(settings: PipelineSettings, clock: Clock = system_clock) -> dg.Definitions:
+    """Every definition of the code location for one set of pipeline settings; ``clock`` tells
+    the refresh sensor the time.
 
     Runs execute in the run worker's own process: a run is one step, so a second process per run
     (Dagster's multiprocess default) would only add start-up time, and killing the run worker
@@ -24,10 +26,8 @@ def build_definitions(settings: PipelineSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=[tables],
         jobs=[job],
-        schedules=[
-            daily_schedule(job),
-            lookback_schedule(job, settings.timezone, settings.lookback_days),
-        ],
+        schedules=[daily_schedule(job)],
+        sensors=[refresh_sensor(job, settings, clock)],
         resources=run_resources(settings),
         executor=dg.in_process_executor,
     )

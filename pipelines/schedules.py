@@ -1,8 +1,8 @@
-"""Schedules: yesterday once a day, and a lookback re-extracting recent days as statuses settle."""
+"""The daily schedule: yesterday, shortly after midnight (the morning refresh is a sensor, in
+``pipelines.refresh``)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -27,32 +27,3 @@ def daily_schedule(
         minute_of_hour=30,
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
-
-
-def lookback_range(scheduled_at: datetime, days: int) -> tuple[str, str]:
-    """The partition keys of the ``days`` full days before ``scheduled_at`` (in its timezone)."""
-    last = scheduled_at.date() - timedelta(days=1)
-    first = last - timedelta(days=days - 1)
-    return first.isoformat(), last.isoformat()
-
-
-def lookback_schedule(
-    job: dg.UnresolvedAssetJobDefinition, timezone: str, days: int
-) -> dg.ScheduleDefinition:
-    """Re-extract the last ``days`` days in one run every morning: instances change status late."""
-
-    @dg.schedule(
-        name="flow_instances_lookback",
-        job=job,
-        cron_schedule="0 6 * * *",
-        execution_timezone=timezone,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-    )
-    def flow_instances_lookback(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        assert context.scheduled_execution_time is not None
-        first, last = lookback_range(context.scheduled_execution_time, days)
-        return dg.RunRequest(
-            run_key=f"lookback-{first}-{last}", tags={RANGE_START_TAG: first, RANGE_END_TAG: last}
-        )
-
-    return flow_instances_lookback

@@ -33,6 +33,10 @@ or "non_finite": records with a NaN ``score``),
 ``insert_every``/``insert_count`` (every N-th search appends new runs of the searched type after
 the window's latest trigger), ``status_change_rate`` (each search moves runs of the searched window
 on, never changing trigger time, id or membership).
+``late_changes`` (a method) changes instances of past days at once, each with a new update
+time (reruns of failed runs, late ends, cancellations), reproducibly; ``update_times`` "frozen"
+keeps update times as they were on every change, and ``timestamp_shows`` says whether a
+record's ``timestamp`` is its last update ("update", sorted by ``update_time``) or its creation.
 ``token_lifetime_s`` sets the life of issued tokens, ``token_lifetime_calls`` the API calls each
 serves, ``refresh_invalidates`` whether a refresh retires the old token at once, and
 ``retry_after_header`` the verbatim ``Retry-After`` of a 429; ``malformed_graph_rate`` the share of
@@ -43,7 +47,15 @@ running emulator except those fixed at construction.
 from __future__ import annotations
 
 from flowinst_etl.emulator.config import DEMO_CREDENTIALS, Credentials, EmulatorConfig
+from flowinst_etl.emulator.history import LateChange
 from flowinst_etl.emulator.server import Emulator
 from flowinst_etl.emulator.store import TruthInstance
 
-__all__ = ["DEMO_CREDENTIALS", "Credentials", "Emulator", "EmulatorConfig", "TruthInstance"]
+__all__ = [
+    "DEMO_CREDENTIALS",
+    "Credentials",
+    "Emulator",
+    "EmulatorConfig",
+    "LateChange",
+    "TruthInstance",
+]

@@ -23,7 +23,9 @@ from flowinst_etl.emulator.config import (
     PAGE_BASES,
     SORTER_NAMES,
     TIE_ORDERS,
+    TIMESTAMP_SHOWS,
     TO_BOUNDS,
+    UPDATE_TIMES,
     Credentials,
     EmulatorConfig,
 )
@@ -88,6 +90,8 @@ _DEVIATIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--delete-every", "delete_every", int, None, "every N-th search deletes a row paged past"),
     ("--record-timezone", "record_timezone", str, None, "IANA zone of record time strings"),
     ("--defect", "defect", str, DEFECTS, "break a documented promise, to see it refused"),
+    ("--timestamp-shows", "timestamp_shows", str, TIMESTAMP_SHOWS, "what 'timestamp' holds"),
+    ("--update-times", "update_times", str, UPDATE_TIMES, "whether a change moves update_time"),
 )
 # Gateway switches: how tokens die and how a refusal or a 429 is worded.
 _GATEWAY_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (

@@ -21,6 +21,8 @@ FROM_BOUNDS = ("inclusive", "exclusive")
 EXPRESSION_MATCHES = ("both", "id", "name")
 AUTH_ERROR_STYLES = ("http401", "code1203", "apim4011")
 DEFECTS = ("oversized_pages", "unsorted", "ignores_type", "fractional_triggers")
+TIMESTAMP_SHOWS = ("update", "create")
+UPDATE_TIMES = ("move", "frozen")
 
 #: Settings fixed when the dataset is generated or the socket bound; ``reconfigure`` refuses them.
 STRUCTURAL_FIELDS = frozenset(
@@ -33,6 +35,7 @@ STRUCTURAL_FIELDS = frozenset(
         "per_day",
         "server_timezone",
         "malformed_graph_rate",
+        "timestamp_shows",
     }
 )
 
@@ -133,6 +136,12 @@ class EmulatorConfig:
         record_timezone: an IANA zone the record time strings are written in, while Get Timezone
             still answers ``server_timezone`` (a gateway in a zone with daylight saving time);
             ``None`` writes them in ``server_timezone``.
+        timestamp_shows: what a record's ``timestamp`` shows: "update", the instance's last
+            update (the ``update_time`` sort key; the documentation's samples have it after
+            ``endTime``), or "create", its creation (as the documentation's field table says).
+        update_times: "move": every change of an instance (a status moved on, a late change)
+            gives it a new update time; "frozen": changes leave the update time as it was, so
+            sorting by ``update_time`` does not show them.
 
     Defects, breaking what every reading of the documents promises (for refusals to be seen):
         defect: "oversized_pages" (one row more than ``pageSize`` where more match),
@@ -184,6 +193,8 @@ class EmulatorConfig:
     delete_every: int = 0
     record_timezone: str | None = None
     defect: str | None = None
+    timestamp_shows: str = "update"
+    update_times: str = "move"
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -282,6 +293,8 @@ class EmulatorConfig:
         _integer(self, "hide_every", 0)
         _integer(self, "move_every", 0)
         _integer(self, "delete_every", 0)
+        _choice(self, "timestamp_shows", TIMESTAMP_SHOWS)
+        _choice(self, "update_times", UPDATE_TIMES)
         if self.record_timezone is not None:
             self.record_tz()
         if self.defect is not None:

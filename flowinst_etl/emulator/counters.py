@@ -27,6 +27,7 @@ COUNTER_NAMES = (
     "moved",
     "deleted",
     "status_changes",
+    "late_changes",
     "not_found",
     "bad_requests",
     "internal_errors",

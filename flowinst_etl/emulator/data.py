@@ -80,6 +80,7 @@ class Dataset:
 def generate(config: EmulatorConfig) -> Dataset:
     """The dataset of ``config``: the same config always gives the same records."""
     tz, strings_tz, rate = config.tz(), config.record_tz(), config.malformed_graph_rate
+    shows = config.timestamp_shows
     pools = build_flows(config.seed, config.per_day, tz)
     plan = day_plan(config.per_day)
     first, last = config.days()
@@ -90,7 +91,9 @@ def generate(config: EmulatorConfig) -> Dataset:
         rng = random.Random(f"{config.seed}:day:{day.isoformat()}:{config.per_day}")
         for flow, trigger_ms in _day_triggers(rng, day, tz, pools, plan):
             weights = _RECENT if trigger_ms >= recent_from else _PAST
-            instances.append(_run(rng, flow, trigger_ms, weights, strings_tz, config.seed, rate))
+            instances.append(
+                _run(rng, flow, trigger_ms, weights, strings_tz, config.seed, rate, shows)
+            )
         day += timedelta(days=1)
     flows_by_type = {
         kind: tuple(f for pool in pools.values() for f in pool if f.scheduling_type == kind)
@@ -100,14 +103,21 @@ def generate(config: EmulatorConfig) -> Dataset:
 
 
 def new_run(
-    rng: random.Random, flow: Flow, trigger_ms: int, tz: tzinfo, seed: int, malformed_rate: float
+    rng: random.Random,
+    flow: Flow,
+    trigger_ms: int,
+    tz: tzinfo,
+    seed: int,
+    malformed_rate: float,
+    timestamp_shows: str,
 ) -> Instance:
     """A run the scheduler has just created (INIT, WAIT, READY or RUNNING)."""
-    return _run(rng, flow, trigger_ms, _NEW, tz, seed, malformed_rate)
+    return _run(rng, flow, trigger_ms, _NEW, tz, seed, malformed_rate, timestamp_shows)
 
 
-def advance(rng: random.Random, instance: Instance, now_ms: int) -> None:
-    """Move a not-final instance one step on: waiting -> RUNNING, RUNNING -> SUCCESS or FAIL."""
+def advance(rng: random.Random, instance: Instance, update_ms: int) -> None:
+    """Move a not-final instance one step on: waiting -> RUNNING, RUNNING -> SUCCESS or FAIL;
+    ``update_ms`` becomes its update time."""
     if instance.status == RUNNING:
         assert instance.start_ms is not None
         status = SUCCESS if rng.random() < 0.85 else FAIL
@@ -115,7 +125,7 @@ def advance(rng: random.Random, instance: Instance, now_ms: int) -> None:
         end_ms: int | None = instance.start_ms + _duration_ms(rng)
     else:
         status, start_ms, end_ms = RUNNING, _start_ms(rng, instance.trigger_ms), None
-    instance.change_status(status, start_ms, end_ms, max(instance.update_ms + 1, now_ms))
+    instance.change_status(status, start_ms, end_ms, update_ms)
 
 
 def _day_triggers(
@@ -154,6 +164,7 @@ def _run(
     tz: tzinfo,
     seed: int,
     malformed_rate: float,
+    timestamp_shows: str,
 ) -> Instance:
     status = rng.choices(tuple(weights), tuple(weights.values()))[0]
     start_ms = end_ms = None
@@ -163,7 +174,9 @@ def _run(
             end_ms = start_ms + _duration_ms(rng)
     create_ms = trigger_ms + rng.randrange(3000)
     malformed = _unit(f"{seed}:graph:{flow.flow_id}:{trigger_ms}") < malformed_rate
-    return Instance(flow, trigger_ms, status, start_ms, end_ms, create_ms, tz, malformed)
+    return Instance(
+        flow, trigger_ms, status, start_ms, end_ms, create_ms, tz, malformed, timestamp_shows
+    )
 
 
 def _start_ms(rng: random.Random, trigger_ms: int) -> int:

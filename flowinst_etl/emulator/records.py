@@ -38,6 +38,9 @@ class Instance:
         trigger_ms / start_ms / end_ms / create_ms: the instance's instants.
         update_ms: when the instance last changed; the ``update_time`` sort key.
         malformed: whether its ``graph`` string is served as broken JSON.
+        timestamp_shows: what its ``timestamp`` field shows: "update" (``update_ms``, as the
+            documentation's samples, where it is later than ``endTime``) or "create"
+            (``create_ms``, as the documentation's field table says).
     """
 
     __slots__ = (
@@ -49,6 +52,7 @@ class Instance:
         "create_ms",
         "update_ms",
         "malformed",
+        "timestamp_shows",
         "tz",
         "instance_id",
         "stamp",
@@ -68,6 +72,7 @@ class Instance:
         create_ms: int,
         tz: tzinfo,
         malformed: bool,
+        timestamp_shows: str,
     ) -> None:
         self.flow = flow
         self.trigger_ms = trigger_ms
@@ -77,6 +82,7 @@ class Instance:
         self.create_ms = create_ms
         self.update_ms = max(t for t in (create_ms, start_ms, end_ms) if t is not None)
         self.malformed = malformed
+        self.timestamp_shows = timestamp_shows
         self.tz = tz
         self.stamp = trigger_stamp(trigger_ms, tz)
         self.instance_id = f"{flow.flow_id}-{self.stamp}"
@@ -101,9 +107,11 @@ class Instance:
         self._record = None
         self._json = None
 
-    def move_trigger(self, trigger_ms: int) -> None:
-        """Reschedule the instance (its id keeps the original trigger, as EnOS ids do)."""
+    def move_trigger(self, trigger_ms: int, update_ms: int) -> None:
+        """Reschedule the instance (its id keeps the original trigger, as EnOS ids do);
+        ``update_ms`` becomes its update time."""
         self.trigger_ms = trigger_ms
+        self.update_ms = update_ms
         self._record = None
         self._json = None
 
@@ -128,7 +136,9 @@ class Instance:
                 "triggerTime": server_time(self.trigger_ms, self.tz),
                 "startTime": server_time(self.start_ms, self.tz),
                 "endTime": server_time(self.end_ms, self.tz),
-                "timestamp": java_timestamp(self.create_ms, self.tz),
+                "timestamp": java_timestamp(
+                    self.update_ms if self.timestamp_shows == "update" else self.create_ms, self.tz
+                ),
                 "virtual": flow.virtual,
                 "owner": flow.owner,
                 "hasEditPri": flow.has_edit_pri,

@@ -14,6 +14,7 @@ from flowinst_etl.emulator.data import generate
 from flowinst_etl.emulator.faults import FaultInjector
 from flowinst_etl.emulator.gateway import TokenService
 from flowinst_etl.emulator.handler import EmulatorHTTPServer
+from flowinst_etl.emulator.history import LateChange
 from flowinst_etl.emulator.routes import Runtime
 from flowinst_etl.emulator.store import InstanceStore, TruthInstance
 from flowinst_etl.exceptions import ConfigError
@@ -157,6 +158,26 @@ class Emulator:
         """The most requests of any kind served at the same time so far: how many a client kept
         in flight at its busiest."""
         return self._runtime.counters.peak_in_flight()
+
+    def late_changes(
+        self, count: int, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[LateChange]:
+        """Change instances of past days now, as a console user or the scheduler would: rerun a
+        failed one, end a running, suspended or rerun one, or cancel one not finished.
+
+        Each change gives its instance a new update time (the server clock, skew included, one
+        millisecond apart), unless ``update_times`` is "frozen". Which instances change and how
+        is reproducible: the same config and the same calls change the same instances.
+
+        Args:
+            count: instances to change (fewer when fewer can change).
+            start_ms: first trigger instant of the instances to choose from, epoch ms.
+            end_ms: first trigger instant excluded, epoch ms.
+
+        Returns:
+            What changed, one entry per instance.
+        """
+        return self._runtime.store.late_changes(count, start_ms, end_ms, self._runtime.config)
 
     def revoke_tokens(self) -> None:
         """Invalidate every access token issued so far; clients must fetch new ones."""

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from flowinst_etl.emulator.config import EmulatorConfig
 from flowinst_etl.emulator.counters import Counters
 from flowinst_etl.emulator.data import Dataset, advance, new_run
+from flowinst_etl.emulator.history import CHANGEABLE, LateChange, apply_late_change
 from flowinst_etl.emulator.records import Instance
 from flowinst_etl.emulator.search import SearchQuery, order_page
 from flowinst_etl.emulator.status import NOT_FINAL
@@ -81,6 +82,7 @@ class InstanceStore:
         self._seed = config.seed
         self._tz: tzinfo = config.record_tz()
         self._malformed_rate = config.malformed_graph_rate
+        self._timestamp_shows = config.timestamp_shows
         self._counters = counters
         self._index = {
             kind: _TypeIndex([i for i in dataset.instances if i.scheduling_type == kind])
@@ -89,6 +91,7 @@ class InstanceStore:
         self._taken = {(i.flow.flow_id, i.trigger_ms) for i in dataset.instances}
         self._searches = 0
         self._changed: set[str] = set()
+        self._late_calls = 0
 
     def search(self, query: SearchQuery, config: EmulatorConfig) -> tuple[list[bytes], int]:
         """Answer one search: the page's records as JSON and the ``count`` to report.
@@ -104,7 +107,7 @@ class InstanceStore:
         with self._lock:
             self._searches += 1
             if config.insert_every and self._searches % config.insert_every == 0:
-                self._insert(query, config.insert_count)
+                self._insert(query, config)
             index = self._index[query.scheduling_type]
             low, high = index.bounds(
                 query.from_ms, query.to_ms, query.to_inclusive, query.from_inclusive
@@ -127,9 +130,9 @@ class InstanceStore:
             count = len(matches) if config.count_mode == "total" else len(page)
             if config.status_change_rate > 0:
                 changes = max(1, round(config.status_change_rate * len(matches)))
-                self._change_statuses(index.items[low:high], changes)
+                self._change_statuses(index.items[low:high], changes, config)
             if config.move_every and self._searches % config.move_every == 0:
-                self._move_one(index, index.items[low:high], query.to_ms)
+                self._move_one(index, index.items[low:high], query.to_ms, config)
         return records, count
 
     def _all_types(self, query: SearchQuery) -> list[Instance]:
@@ -180,8 +183,10 @@ class InstanceStore:
         found.sort(key=lambda pair: (pair[1].trigger_ms, pair[0]))
         return [truth for _, truth in found]
 
-    def _insert(self, query: SearchQuery, count: int) -> None:
-        """Append up to ``count`` runs after the latest trigger of the window, before its end."""
+    def _insert(self, query: SearchQuery, config: EmulatorConfig) -> None:
+        """Append up to ``insert_count`` runs after the latest trigger of the window, before its
+        end, created now (their update time is now, unless update times are frozen)."""
+        count = config.insert_count
         flows = self._flows[query.scheduling_type]
         index = self._index[query.scheduling_type]
         low, high = index.bounds(query.from_ms, query.to_ms, to_inclusive=False)
@@ -197,13 +202,25 @@ class InstanceStore:
             ]
             if not free:
                 continue
-            item = new_run(self._rng, free[0], cursor, self._tz, self._seed, self._malformed_rate)
+            item = new_run(
+                self._rng,
+                free[0],
+                cursor,
+                self._tz,
+                self._seed,
+                self._malformed_rate,
+                self._timestamp_shows,
+            )
+            if config.update_times == "move":
+                item.update_ms = max(item.update_ms, _server_now_ms(config))
             self._taken.add((item.flow.flow_id, cursor))
             index.add(item)
             self._changed.add(item.instance_id)
             self._counters.add("inserted")
 
-    def _move_one(self, index: _TypeIndex, window: list[Instance], to_ms: int) -> None:
+    def _move_one(
+        self, index: _TypeIndex, window: list[Instance], to_ms: int, config: EmulatorConfig
+    ) -> None:
         """Reschedule one run of the window a second later, staying inside the window."""
         candidates = [
             item
@@ -216,7 +233,7 @@ class InstanceStore:
         item = self._rng.choice(candidates)
         index.remove(item)
         self._taken.discard((item.flow.flow_id, item.trigger_ms))
-        item.move_trigger(item.trigger_ms + 1000)
+        item.move_trigger(item.trigger_ms + 1000, _update_ms(item, _server_now_ms(config), config))
         self._taken.add((item.flow.flow_id, item.trigger_ms))
         index.add(item)
         self._changed.add(item.instance_id)
@@ -233,9 +250,54 @@ class InstanceStore:
         self._counters.add("deleted")
         return [match for match in matches if match is not item]
 
-    def _change_statuses(self, window: list[Instance], count: int) -> None:
+    def _change_statuses(self, window: list[Instance], count: int, config: EmulatorConfig) -> None:
         candidates = [item for item in window if item.status in NOT_FINAL]
-        now_ms = int(time.time() * 1000)
+        now_ms = _server_now_ms(config)
         for item in self._rng.sample(candidates, min(count, len(candidates))):
-            advance(self._rng, item, now_ms)
+            advance(self._rng, item, _update_ms(item, now_ms, config))
             self._counters.add("status_changes")
+
+    def late_changes(
+        self, count: int, start_ms: int | None, end_ms: int | None, config: EmulatorConfig
+    ) -> list[LateChange]:
+        """Change ``count`` instances triggered in ``[start_ms, end_ms)`` (fewer when fewer can
+        change), each at its own server instant, so no two share an update time.
+
+        Which instances change, and how, depends only on the seed, the instances and how many
+        times this was called before: two emulators of one config given the same calls make
+        the same changes.
+        """
+        with self._lock:
+            self._late_calls += 1
+            rng = random.Random(f"{self._seed}:late:{self._late_calls}")
+            candidates = [
+                item
+                for index in self._index.values()
+                for item in index.items
+                if item.status in CHANGEABLE
+                and (start_ms is None or item.trigger_ms >= start_ms)
+                and (end_ms is None or item.trigger_ms < end_ms)
+            ]
+            candidates.sort(key=_position)
+            changes = []
+            now_ms = _server_now_ms(config)
+            for item in rng.sample(candidates, min(count, len(candidates))):
+                now_ms = max(now_ms + 1, item.update_ms + 1)
+                changes.append(
+                    apply_late_change(rng, item, now_ms, _update_ms(item, now_ms, config))
+                )
+                self._counters.add("late_changes")
+            return changes
+
+
+def _server_now_ms(config: EmulatorConfig) -> int:
+    """The server clock in epoch ms, skewed by ``clock_skew_ms``."""
+    return int(time.time() * 1000) + config.clock_skew_ms
+
+
+def _update_ms(item: Instance, now_ms: int, config: EmulatorConfig) -> int:
+    """The update time a change at ``now_ms`` gives ``item``: a new one, later than its last,
+    unless update times are frozen."""
+    if config.update_times == "frozen":
+        return item.update_ms
+    return max(item.update_ms + 1, now_ms)

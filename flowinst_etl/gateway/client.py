@@ -47,7 +47,8 @@ _PREVIEW = 60
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """One List Flow Instances request: a trigger window, a scheduling type, one page."""
+    """One List Flow Instances request: a trigger window, a scheduling type, one page, sorted by
+    ``sorter_field`` in ``order`` ("ASC" or "DESC")."""
 
     scheduling_type: int
     from_ms: int
@@ -56,6 +57,7 @@ class SearchQuery:
     page_size: int
     sorter_field: str
     expression: str = ""
+    order: str = "ASC"
 
     def body(self) -> dict[str, Any]:
         """The JSON body; ``owner`` and ``status`` empty mean every owner and every status."""
@@ -69,7 +71,7 @@ class SearchQuery:
             "pagination": {
                 "pageNo": self.page_no,
                 "pageSize": self.page_size,
-                "sorters": [{"field": self.sorter_field, "order": "ASC"}],
+                "sorters": [{"field": self.sorter_field, "order": self.order}],
             },
         }
 

@@ -29,16 +29,16 @@ def encode(commit: dict[str, Any]) -> bytes:
 
 
 def _load(store: Store, path: str) -> dict[str, Any] | None:
-    try:
-        with store.fs.open(path, "rb") as handle:
-            loaded = json.loads(handle.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"unreadable commit record {store.url(path)}: {exc}") from exc
-    if not isinstance(loaded, dict):
-        raise StoreError(f"unreadable commit record {store.url(path)}: not a JSON object")
-    return loaded
+    return store.read_object(path, "commit record")
+
+
+def read_commit_record(store: Store, day: date) -> dict[str, Any] | None:
+    """The whole commit record of ``day`` (``None`` when the day has none).
+
+    Raises:
+        StoreError: the record cannot be read.
+    """
+    return _load(store, store.commit_path(day))
 
 
 def read_commit(store: Store, day: date) -> dict[str, Manifest]:

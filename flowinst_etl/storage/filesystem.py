@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -70,6 +71,10 @@ class Store:
     def commits(self) -> str:
         return f"{self.base}/{CONTROL_FOLDER}/commits"
 
+    def refresh_state(self, name: str) -> str:
+        """A file of what refresh keeps about the root as a whole."""
+        return f"{self.base}/{CONTROL_FOLDER}/refresh/{name}"
+
     def staging(self, day: date | None = None) -> str:
         folder = f"{self.base}/{CONTROL_FOLDER}/staging"
         return folder if day is None else f"{folder}/{day.isoformat()}"
@@ -88,10 +93,27 @@ class Store:
                 handle.flush()
                 os.fsync(handle.fileno())
 
-    def write(self, path: str, write: Callable[[Any], object]) -> None:
-        """Write a new file through ``write(handle)``, durably on a local disk."""
+    def read_object(self, path: str, what: str) -> dict[str, Any] | None:
+        """The JSON object in the file at ``path``; ``None`` when there is no such file.
+
+        Raises:
+            StoreError: the file cannot be read or holds no JSON object (``what`` names it).
+        """
+        try:
+            with self.fs.open(path, "rb") as handle:
+                loaded = json.loads(handle.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"unreadable {what} {self.url(path)}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise StoreError(f"unreadable {what} {self.url(path)}: not a JSON object")
+        return loaded
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a new file holding ``data``, durably on a local disk."""
         with self.create(path) as handle:
-            write(handle)
+            handle.write(data)
 
     def move(self, source: str, target: str) -> None:
         """Give a finished file or folder its final name in one step readers cannot observe

@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -219,8 +218,13 @@ class DayWriter:
                 self.rows[name] += arrow.num_rows
                 del arrow
 
-    def commit(self, reconciliation: Mapping[str, int | str | float | bool]) -> WrittenDay:
-        """Finish every file and publish them as the day's new commit.
+    def commit(
+        self,
+        reconciliation: Mapping[str, int | str | float | bool],
+        extra: Mapping[str, Any] | None = None,
+    ) -> WrittenDay:
+        """Finish every file and publish them as the day's new commit; ``extra`` adds entries
+        (JSON values) to the commit record beside its tables.
 
         Raises:
             ConfigError: a reconciliation value that is not a JSON scalar.
@@ -245,11 +249,12 @@ class DayWriter:
             for name, count in self.rows.items()
         }
         commit = {
+            **(extra or {}),
             PARTITION_KEY: day.isoformat(),
             "write_id": write_id,
             "tables": {**read_commit(store, day), **manifests},
         }
-        store.write(f"{self._staging}/{COMMIT_FILE}", partial(_write_bytes, encode(commit)))
+        store.write_bytes(f"{self._staging}/{COMMIT_FILE}", encode(commit))
         _publish(store, day, write_id, self.names)
         return WrittenDay(
             day,
@@ -257,10 +262,6 @@ class DayWriter:
             dict(self.rows),
             write_id,
         )
-
-
-def _write_bytes(data: bytes, handle: Any) -> None:
-    handle.write(data)
 
 
 def _publish(store: Store, day: date, write_id: str, names: list[str]) -> None:
@@ -331,7 +332,7 @@ def _migrate_day(store: Store, day: date) -> None:
             write_id = uuid.uuid4().hex
             commit = {PARTITION_KEY: day.isoformat(), "write_id": write_id, "tables": manifests}
             staged = f"{store.staging(day)}/{write_id}/{COMMIT_FILE}"
-            store.write(staged, partial(_write_bytes, encode(commit)))
+            store.write_bytes(staged, encode(commit))
             store.fs.makedirs(store.commits(), exist_ok=True)
             store.move(staged, store.commit_path(day))
     store.remove(legacy)

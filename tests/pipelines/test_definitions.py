@@ -31,10 +31,8 @@ def test_definitions_load_from_the_module_dagster_dev_uses() -> None:
     assert isinstance(defs, dg.Definitions)
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == TABLES
-    assert {s.name for s in defs.schedules or []} == {
-        "flow_instances_daily",
-        "flow_instances_lookback",
-    }
+    assert {s.name for s in defs.schedules or []} == {"flow_instances_daily"}
+    assert {s.name for s in defs.sensors or []} == {"flow_instances_refresh"}
     assert defs.resolve_job_def("flow_instances_job") is not None
 
 

@@ -1,8 +1,8 @@
-"""Schedules ask for the right partitions, across a DST change too."""
+"""The daily schedule asks for yesterday, across a DST change too; the refresh sensor's days."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -10,7 +10,7 @@ import pytest
 
 from flowinst_etl.config import PipelineSettings
 from pipelines.definitions import build_definitions
-from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG, lookback_range
+from pipelines.refresh import refresh_days
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -45,17 +45,23 @@ def test_daily_schedule_materialises_yesterday(at: datetime, partition: str) -> 
     assert request.partition_key == partition
 
 
-def test_lookback_schedule_requests_the_last_days_in_one_run() -> None:
-    lookback = schedule("flow_instances_lookback")
-    (request,) = run_requests(lookback, datetime(2026, 3, 30, 6, 0, tzinfo=BERLIN))
-    assert request.tags[RANGE_START_TAG] == "2026-03-27"
-    assert request.tags[RANGE_END_TAG] == "2026-03-29"
+def test_the_refresh_checks_older_days_and_re_reads_the_recent_ones() -> None:
+    settings = PipelineSettings(refresh_days=30, lookback_days=3, start_date=date(2026, 1, 1))
+    checked, recent = refresh_days(date(2026, 3, 30), settings)
+    assert recent == [date(2026, 3, 27), date(2026, 3, 28), date(2026, 3, 29)]
+    assert checked[0] == date(2026, 2, 28) and checked[-1] == date(2026, 3, 26)
+    assert len(checked) == 27
 
 
-def test_lookback_range_counts_whole_days() -> None:
-    assert lookback_range(datetime(2026, 1, 1, 6, tzinfo=BERLIN), 1) == ("2025-12-31", "2025-12-31")
+def test_the_refresh_starts_at_the_first_day_and_covers_the_lookback() -> None:
+    settings = PipelineSettings(refresh_days=2, lookback_days=4, start_date=date(2026, 1, 1))
+    assert refresh_days(date(2026, 1, 3), settings) == ([], [date(2026, 1, 1), date(2026, 1, 2)])
+    checked, recent = refresh_days(date(2026, 1, 10), settings)
+    assert (checked, len(recent)) == ([], 4)
 
 
-def test_schedules_are_off_in_code() -> None:
-    for name in ("flow_instances_daily", "flow_instances_lookback"):
-        assert schedule(name).default_status == dg.DefaultScheduleStatus.STOPPED
+def test_the_schedule_and_the_sensor_are_off_in_code() -> None:
+    assert schedule("flow_instances_daily").default_status == dg.DefaultScheduleStatus.STOPPED
+    defs = build_definitions(PipelineSettings())
+    sensor = defs.resolve_sensor_def("flow_instances_refresh")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
