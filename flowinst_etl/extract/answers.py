@@ -139,7 +139,7 @@ class Asker:
         checks.page_length(len(page.records), size)
         rows = [self._row(record, span) for record in page.records]
         checks.ascending(self.scheduling_type, rows)
-        full, whole = conventions.judge(len(rows))
+        full, whole = conventions.judge(len(rows), size)
         return Answer(span, rows, size, full, whole)
 
     def keep(self, seen: Seen) -> Row:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 SORTER_FIELDS = ("trigger_time", "triggerTime")
 INVALID_PARAMETER = 62102
+#: The ``pageSize`` a tied second is asked with first (no maximum is documented).
+TIE_PAGE_SIZE = 1000
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Conventions:
         page_size: the rows a full page holds: ``requested_page_size``, or the gateway's cap.
         page_size_capped: whether ``page_size`` was lowered to a cap the gateway showed.
         longest: the most rows one answer held so far (a cap is never below it).
+        tie_page_size_limit: the ``pageSize`` asked for a tied second: ``TIE_PAGE_SIZE``, or
+            ``requested_page_size`` once the gateway refused it with 62102.
     """
 
     requested_page_size: int
@@ -49,6 +53,7 @@ class Conventions:
     page_size: int = 0
     page_size_capped: bool = False
     longest: int = 0
+    tie_page_size_limit: int = TIE_PAGE_SIZE
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,15 +74,22 @@ class Conventions:
             return max(page_no, 1) + 1
         return None
 
-    def judge(self, rows: int) -> tuple[bool, bool]:
-        """Whether an answer of ``rows`` rows is full (it may have been cut by the page size),
-        and whether it is whole: short, and shorter than a page the gateway served before or
-        than its known cap, so no cap cut it. Notes the length."""
+    def judge(self, rows: int, asked: int) -> tuple[bool, bool]:
+        """Whether an answer of ``rows`` rows for ``pageSize`` ``asked`` is full (it may have
+        been cut by the page size or the cap), and whether it is whole: short, and shorter than
+        a page the gateway served before or than its known cap, so no cap cut it. Notes the
+        length."""
         with self.lock:
-            full = rows >= self.page_size
+            cut_at = min(asked, self.page_size) if self.page_size_capped else asked
+            full = rows >= cut_at
             whole = not full and (self.page_size_capped or rows < self.longest)
             self.longest = max(self.longest, rows)
         return full, whole
+
+    def tie_page_size(self) -> int:
+        """The ``pageSize`` a tied second is asked with: large, so that one answer holds a
+        burst whole, until the gateway refuses it."""
+        return max(self.requested_page_size, self.tie_page_size_limit)
 
     def learn_cap(self, got: int) -> bool:
         """A page of ``got`` rows had rows after it: lower the page size to it if it can be a

@@ -5,7 +5,8 @@ non-unique sort key), so no offset is trusted inside a second. Instance ids are
 ``{flowId}-{stamp}`` (docs/enos-api.md §2) and ``expression`` finds instances by a substring of
 their id (List Flow Instances), so ``"7-"`` finds the flow ids ending in 7: the ten parts
 ``"0-"`` .. ``"9-"`` partition the second, each read as a first page and split by one more digit
-while it is not whole. Rows an expression matched by name only are left to their own part.
+while it is not whole. Rows an expression matched by name only are left to their own part. Each
+request asks for a large page (``TIE_PAGE_SIZE``), so a burst is usually read whole at once.
 
 The flow whose id is the whole suffix (flow 7 inside ``"7-"``) is in no finer part: it is kept if
 an answer showed it, and otherwise the part is counted by offset pages, which must hold exactly
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from flowinst_etl.exceptions import FatalApiError
 from flowinst_etl.extract import checks
-from flowinst_etl.extract.answers import SECOND_MS, Asker, Seen, Span
+from flowinst_etl.extract.answers import SECOND_MS, Answer, Asker, Seen, Span
+from flowinst_etl.extract.conventions import INVALID_PARAMETER
 
 #: The longest flow-id suffix a tied second is split by.
 SPLIT_DEPTH = 6
@@ -33,7 +36,11 @@ def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]
         IncompleteExtractionError: the parts miss an id seen before, a part cannot be split
             further, or the flow whose id is a suffix cannot be accounted for.
     """
-    found = _part(asker, second_ms, "")
+    whole = _ask(asker, Span(second_ms, second_ms + SECOND_MS))
+    if whole.whole:
+        found = {row.instance_id: row for row in whole.rows}
+    else:
+        found = _part(asker, second_ms, "")
     lost = sorted(set(seen) - set(found))
     if lost:
         # Deleted or moved since it was read, or the parts do not cover the second: asked by
@@ -45,6 +52,21 @@ def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]
         checks.parts_cover(asker.scheduling_type, second_ms, lost[0], finds_ids, present)
     asker.figures.repaired_seconds += 1
     return list(found.values())
+
+
+def _ask(asker: Asker, span: Span, page_no: int | None = None) -> Answer:
+    """A page of a tied second, as large as the gateway takes: ``TIE_PAGE_SIZE`` until it
+    refuses that size with 62102, then ``ENOS_PAGE_SIZE``."""
+    conventions = asker.conventions
+    size = conventions.tie_page_size()
+    try:
+        return asker.ask(span, page_no, size)
+    except FatalApiError as error:
+        if error.code != INVALID_PARAMETER or size == conventions.requested_page_size:
+            raise
+        with conventions.lock:
+            conventions.tie_page_size_limit = conventions.requested_page_size
+        return asker.ask(span, page_no, conventions.requested_page_size)
 
 
 def _finds(asker: Asker, second_ms: int, instance_id: str) -> bool:
@@ -59,7 +81,7 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
     found: dict[str, Seen] = {}
     for digit in DIGITS:
         part = digit + suffix
-        answer = asker.ask(Span(second_ms, second_ms + SECOND_MS, part + "-"))
+        answer = _ask(asker, Span(second_ms, second_ms + SECOND_MS, part + "-"))
         rows = {row.instance_id: row for row in answer.rows if _flow_part(row).endswith(part)}
         if answer.whole:
             found |= rows
@@ -83,7 +105,7 @@ def _paged(asker: Asker, span: Span) -> tuple[int, dict[str, Seen]]:
     positions = 0
     page_no: int | None = asker.conventions.first_page()
     while page_no is not None:
-        answer = asker.ask(span, page_no)
+        answer = _ask(asker, span, page_no)
         matching = [row for row in answer.rows if span.expression in row.instance_id.lower()]
         positions += len(matching)
         rows.update((row.instance_id, row) for row in matching)
