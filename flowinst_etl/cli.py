@@ -205,7 +205,7 @@ def _backfill(args: argparse.Namespace) -> int:
     if problems or first is None or last is None or settings is None or enos is None:
         raise ConfigError("; ".join(problems))
     check_days(first, last, settings)
-    check_data_root(settings.data_dir, _data_dir_name(args))
+    check_data_root(settings.data_dir, _data_dir_name(args), settings.timezone)
     check_dagster_home()
     with EnosClient(enos) as client:
         Extractor(client).check_access()
@@ -264,7 +264,7 @@ def _demo(args: argparse.Namespace) -> int:
             f"{settings.start_date}, the first partition day: {shorter}"
             "set FLOWINST_START_DATE earlier"
         )
-    check_data_root(settings.data_dir, _data_dir_name(args))
+    check_data_root(settings.data_dir, _data_dir_name(args), settings.timezone)
     check_dagster_home()
     config = EmulatorConfig(
         start_day=first - timedelta(days=1), end_day=today, per_day=args.per_day

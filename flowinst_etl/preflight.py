@@ -6,16 +6,21 @@ command line can refuse with exit 2 before anything is extracted or written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import uuid
 from datetime import date, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePath
 
+from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from flowinst_etl.config import PipelineSettings, optional_setting
 from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.storage.filesystem import CONTROL_FOLDER, Store, unnameable
+from flowinst_etl.storage.root import RootRecord, check_root
 from flowinst_etl.windows import zone
 
 
@@ -41,16 +46,22 @@ def check_days(first: date, last: date, settings: PipelineSettings) -> None:
         )
 
 
-def check_data_root(root: str, name: str) -> None:
-    """The dataset root can take a write: a writable local directory (or one that can be
-    created), or a bucket that exists and answers. Nothing is created.
+def check_data_root(root: str, name: str, timezone: str) -> None:
+    """The dataset root can take a day's files, and its days are cut in ``timezone``.
+
+    A local root's name must reach the file system and pyarrow as the same bytes; a file is then
+    created, renamed and removed where a day's files go (``_flowinst/`` and the root itself),
+    with what that needed created and removed again, so a root that cannot be written fails
+    here, before the first request. Last, the root's record must agree with the run.
 
     Args:
         root: a local path or an fsspec URL such as ``s3://bucket/prefix``.
         name: how the user set it (``--data-dir`` or ``FLOWINST_DATA_DIR``), for the message.
+        timezone: the run's partition timezone.
 
     Raises:
-        ConfigError: the root cannot hold the dataset, with the reason.
+        ConfigError: the root cannot hold the dataset (with the reason), or its days are cut
+            in another timezone.
     """
     try:
         fs, path = url_to_fs(root)
@@ -59,8 +70,20 @@ def check_data_root(root: str, name: str) -> None:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{name} {root!r} cannot be opened: {exc}") from exc
     if isinstance(fs, LocalFileSystem):
+        problem = unnameable(root)
+        if problem:
+            raise ConfigError(f"{name} {problem}")
         _check_local_root(Path(path), root, name)
-        return
+    else:
+        _check_bucket(fs, path, root, name)
+    try:
+        _probe_writes(Store(fs, path.rstrip("/")))
+    except Exception as exc:  # each filesystem raises its own errors; any of them means unusable
+        raise ConfigError(f"{name} {root!r} cannot be written: {_one_line(exc)}") from exc
+    check_root(root, RootRecord(partition_timezone=timezone))
+
+
+def _check_bucket(fs: AbstractFileSystem, path: str, root: str, name: str) -> None:
     bucket = path.strip("/").split("/", 1)[0]
     try:
         found = fs.exists(bucket)
@@ -68,6 +91,35 @@ def check_data_root(root: str, name: str) -> None:
         raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not answer: {exc}") from exc
     if not found:
         raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not exist or is not visible")
+
+
+def _probe_writes(store: Store) -> None:
+    """Create a file in the control folder, rename it into the root and remove it, as a day's
+    write does with its files; folders made for it are removed afterwards (deepest first)."""
+    probe = f".preflight-{uuid.uuid4().hex}"
+    staged = f"{store.staging()}/{probe}"
+    made = _missing_folders(store) if store.local else []  # object storage has no folders
+    try:
+        store.write(staged, b"")
+        store.move(staged, f"{store.base}/{probe}")
+        store.remove([f"{store.base}/{probe}"])
+    finally:
+        with contextlib.suppress(OSError):
+            store.remove([staged])
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def _missing_folders(store: Store) -> list[str]:
+    """The local folders the probe's file needs that do not exist yet, outermost first."""
+    base = PurePath(store.base)
+    needed = [*reversed(base.parents), base, base / CONTROL_FOLDER, PurePath(store.staging())]
+    return [str(folder) for folder in needed if not os.path.lexists(folder)]
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _install_hint(root: str, exc: ImportError) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -52,6 +53,9 @@ class Store:
             fs, base = url_to_fs(root, **dict(storage_options or {}))
         except (ImportError, ValueError, TypeError) as exc:
             raise ConfigError(f"cannot open dataset root {root!r}: {exc}") from exc
+        problem = unnameable(root) if isinstance(fs, LocalFileSystem) else None
+        if problem:
+            raise ConfigError(f"dataset root {problem}")
         return cls(fs, base.rstrip("/"))
 
     @property
@@ -88,10 +92,10 @@ class Store:
                 handle.flush()
                 os.fsync(handle.fileno())
 
-    def write(self, path: str, write: Callable[[Any], object]) -> None:
-        """Write a new file through ``write(handle)``, durably on a local disk."""
+    def write(self, path: str, data: bytes) -> None:
+        """Write a new file holding ``data``, durably on a local disk."""
         with self.create(path) as handle:
-            write(handle)
+            handle.write(data)
 
     def move(self, source: str, target: str) -> None:
         """Give a finished file or folder its final name in one step readers cannot observe
@@ -138,6 +142,29 @@ class Store:
             yield
         finally:
             os.close(descriptor)
+
+
+def unnameable(root: str) -> str | None:
+    """Why a local root cannot be used, if its name reaches the file system and pyarrow as
+    different bytes: Python names files in the file system encoding, pyarrow in UTF-8, so any
+    other root (bytes that are not UTF-8, or a UTF-8 name under a locale that cannot spell it)
+    would be written by one and not found by the other. ``None`` for a root both name alike.
+    """
+    try:
+        raw: bytes | None = os.fsencode(root)
+    except UnicodeError:  # a UTF-8 name (from .env) that the locale's encoding cannot spell
+        raw = None
+    try:
+        spelt = None if raw is None else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = raw.decode("utf-8", "backslashreplace") if raw is not None else root
+        return f"'{shown}' is not a UTF-8 name, and pyarrow reads UTF-8 paths only: rename it"
+    if spelt != root:
+        return (
+            f"'{spelt or root}' needs a UTF-8 locale (the file system encoding is "
+            f"{sys.getfilesystemencoding()}): run with LANG=C.UTF-8 or PYTHONUTF8=1"
+        )
+    return None
 
 
 def fsync_folder(folder: str) -> None:

@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -249,7 +248,7 @@ class DayWriter:
             "write_id": write_id,
             "tables": {**read_commit(store, day), **manifests},
         }
-        store.write(f"{self._staging}/{COMMIT_FILE}", partial(_write_bytes, encode(commit)))
+        store.write(f"{self._staging}/{COMMIT_FILE}", encode(commit))
         _publish(store, day, write_id, self.names)
         return WrittenDay(
             day,
@@ -257,10 +256,6 @@ class DayWriter:
             dict(self.rows),
             write_id,
         )
-
-
-def _write_bytes(data: bytes, handle: Any) -> None:
-    handle.write(data)
 
 
 def _publish(store: Store, day: date, write_id: str, names: list[str]) -> None:
@@ -331,7 +326,7 @@ def _migrate_day(store: Store, day: date) -> None:
             write_id = uuid.uuid4().hex
             commit = {PARTITION_KEY: day.isoformat(), "write_id": write_id, "tables": manifests}
             staged = f"{store.staging(day)}/{write_id}/{COMMIT_FILE}"
-            store.write(staged, partial(_write_bytes, encode(commit)))
+            store.write(staged, encode(commit))
             store.fs.makedirs(store.commits(), exist_ok=True)
             store.move(staged, store.commit_path(day))
     store.remove(legacy)
