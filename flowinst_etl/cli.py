@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import io
 import logging
 import os
 import signal
@@ -133,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Settings come from the environment and from ``.env`` in the working directory; a variable
     set in the environment wins over the file.
     """
+    _survive_any_encoding()
     args = build_parser().parse_args(argv)
     _show_logs(verbose=getattr(args, "verbose", False))
     # SIGTERM ends a run the way Ctrl-C does (Dagster maps both to one handler during a run too).
@@ -146,6 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _survive_any_encoding() -> None:
+    """Text the console's encoding cannot show (a root named in another script, under
+    ``PYTHONIOENCODING=ascii``) is printed as backslash escapes, as Python does on stderr,
+    instead of stopping the command with a ``UnicodeEncodeError``."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _show_logs(verbose: bool) -> None:
@@ -237,7 +248,8 @@ def _run_backfill(first: date, last: date, settings: PipelineSettings, verbose: 
             f"{PROG}: {len(days) - len(reported)} days never reported, the run stopped: {reason}",
             file=sys.stderr,
         )
-    console.print(f"data: {settings.data_dir}")
+    # one line, as given: a path to copy, not markup to render
+    console.print(f"data: {settings.data_dir}", soft_wrap=True, markup=False, highlight=False)
     committed = sum(1 for result in progress.results if result.ok)
     return EXIT_OK if outcome.success and committed == len(days) else EXIT_DAYS_FAILED
 

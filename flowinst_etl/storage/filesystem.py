@@ -4,7 +4,6 @@ that readers cannot observe half-done, and the per-day lock of a local root."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,6 +16,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from flowinst_etl.exceptions import ConfigError, StoreError
+from flowinst_etl.locks import held
 
 PARTITION_KEY = "trigger_date"
 #: The folder of everything that is not table data. Readers never meet it: they are pointed at
@@ -136,12 +136,8 @@ class Store:
             return
         folder = f"{self.base}/{CONTROL_FOLDER}/locks"
         os.makedirs(folder, exist_ok=True)
-        descriptor = os.open(f"{folder}/{day.isoformat()}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        with held(f"{folder}/{day.isoformat()}.lock"):
             yield
-        finally:
-            os.close(descriptor)
 
 
 def unnameable(root: str) -> str | None:
