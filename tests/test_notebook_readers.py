@@ -4,6 +4,8 @@ committed days, ``trigger_date`` as a date, a working date filter and the pinned
 from __future__ import annotations
 
 import re
+import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -17,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from flowinst_etl.store import repair, write_day
+from flowinst_etl.store import read_table, repair, write_day
 from flowinst_etl.tables.flatten import flatten_instances
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 from tests.fixtures.old_layout import write_old_layout
@@ -171,3 +173,47 @@ def test_read_table_days_equal_strings_and_refuse_plain_dates_loudly(root: str) 
     # a datetime.date does not compare with any pandas datetime; ordering says so
     with pytest.raises(TypeError, match="Invalid comparison"):
         _ = day >= date(2019, 8, 13)
+
+
+def test_while_a_day_is_rewritten_read_table_is_exact_and_globs_do_as_documented(
+    tmp_path: Path,
+) -> None:
+    day, count = date(2019, 8, 12), 30
+    tables = flatten_instances(day_records(count, day.isoformat()), GMT8, EXTRACTED_AT).as_dict()
+    root = str(tmp_path)
+    write_day(root, day, tables, {"instances": count})
+    stop, rewrites = threading.Event(), [0]
+
+    def rewrite() -> None:
+        while not stop.wait(0.005):
+            write_day(root, day, tables, {"instances": count})
+            rewrites[0] += 1
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    glob = f"SELECT count(*) FROM read_parquet('{root}/flow_instances/*/*.parquet')"
+    seen: Counter[str] = Counter()
+    try:
+        for _ in range(100):
+            assert len(read_table("flow_instances", root)) == count
+            try:
+                with duckdb.connect() as connection:
+                    rows = connection.execute(glob).fetchone()
+                seen[{count: "once", 2 * count: "twice"}[rows[0] if rows else 0]] += 1
+            except duckdb.IOException as exc:
+                assert "Cannot open file" in str(exc) and "No such file" in str(exc), exc
+                seen["failed"] += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert rewrites[0] > 10 and seen["once"] > 0, (rewrites, seen)
+
+
+def test_links_into_the_tables_doc_point_at_its_headings() -> None:
+    headings = re.findall(r"^#+ (.+)$", DOC.read_text(encoding="utf-8"), re.MULTILINE)
+    anchors = {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+    readme = (DOC.parents[1] / "README.md").read_text(encoding="utf-8")
+    linked = re.findall(r"\]\(#([\w-]+)\)", DOC.read_text(encoding="utf-8"))
+    linked += re.findall(r"\]\(docs/tables\.md#([\w-]+)\)", readme)
+    assert "what-glob-readers-see-while-a-day-is-written" in linked
+    assert set(linked) <= anchors, set(linked) - anchors
