@@ -11,11 +11,10 @@ import os
 import shlex
 import uuid
 from datetime import date, datetime, timedelta
-from pathlib import Path, PurePath
+from pathlib import Path
 
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
 
 from flowinst_etl.config import PipelineSettings, optional_setting
 from flowinst_etl.exceptions import ConfigError
@@ -49,10 +48,12 @@ def check_days(first: date, last: date, settings: PipelineSettings) -> None:
 def check_data_root(root: str, name: str, timezone: str) -> None:
     """The dataset root can take a day's files, and its days are cut in ``timezone``.
 
-    A local root's name must reach the file system and pyarrow as the same bytes; a file is then
-    created, renamed and removed where a day's files go (``_flowinst/`` and the root itself),
-    with what that needed created and removed again, so a root that cannot be written fails
-    here, before the first request. Last, the root's record must agree with the run.
+    A local root's name must reach the file system and pyarrow as the same bytes. Then the
+    places a day's files go must take a write: a file is created, renamed and removed there
+    (on a local disk in a folder of its own, made in the nearest existing folder of the
+    staging area and of the root, so nothing of the root is made and no concurrent run is
+    disturbed), so a root that cannot be written fails here, before the first request. Last,
+    the root's record must agree with the run.
 
     Args:
         root: a local path or an fsspec URL such as ``s3://bucket/prefix``.
@@ -69,17 +70,26 @@ def check_data_root(root: str, name: str, timezone: str) -> None:
         raise ConfigError(f"{name} {root!r} cannot be opened: {_install_hint(root, exc)}") from exc
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{name} {root!r} cannot be opened: {exc}") from exc
-    if isinstance(fs, LocalFileSystem):
+    store = Store(fs, path.rstrip("/"))
+    if store.local:
         problem = unnameable(root)
         if problem:
             raise ConfigError(f"{name} {problem}")
         _check_local_root(Path(path), root, name)
+        for folder in dict.fromkeys(map(_nearest_existing, (store.staging(), store.base))):
+            try:
+                _probe_folder(folder)
+            except OSError as exc:
+                raise ConfigError(
+                    f"{name} {root!r} cannot be written: {folder} refuses a new file or folder "
+                    f"({exc.strerror or exc})"
+                ) from exc
     else:
         _check_bucket(fs, path, root, name)
-    try:
-        _probe_writes(Store(fs, path.rstrip("/")))
-    except Exception as exc:  # each filesystem raises its own errors; any of them means unusable
-        raise ConfigError(f"{name} {root!r} cannot be written: {_one_line(exc)}") from exc
+        try:
+            _probe_objects(store)
+        except Exception as exc:  # each filesystem raises its own errors; any means unusable
+            raise ConfigError(f"{name} {root!r} cannot be written: {_one_line(exc)}") from exc
     check_root(root, RootRecord(partition_timezone=timezone))
 
 
@@ -93,29 +103,38 @@ def _check_bucket(fs: AbstractFileSystem, path: str, root: str, name: str) -> No
         raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not exist or is not visible")
 
 
-def _probe_writes(store: Store) -> None:
-    """Create a file in the control folder, rename it into the root and remove it, as a day's
-    write does with its files; folders made for it are removed afterwards (deepest first)."""
-    probe = f".preflight-{uuid.uuid4().hex}"
-    staged = f"{store.staging()}/{probe}"
-    made = _missing_folders(store) if store.local else []  # object storage has no folders
+def _nearest_existing(path: str) -> str:
+    return str(next(folder for folder in (Path(path), *Path(path).parents) if folder.exists()))
+
+
+def _probe_folder(folder: str) -> None:
+    """Make a folder of a unique name in ``folder``, a file in it, rename the file and remove
+    both, as a day's write makes partition folders and renames its files."""
+    probe = os.path.join(folder, f".flowinst-probe-{uuid.uuid4().hex}")
+    made, renamed = os.path.join(probe, "staged"), os.path.join(probe, "published")
+    os.mkdir(probe)
+    try:
+        with open(made, "wb"):
+            pass
+        os.rename(made, renamed)
+        os.remove(renamed)
+    finally:
+        for leftover in (made, renamed):
+            with contextlib.suppress(OSError):
+                os.remove(leftover)
+        os.rmdir(probe)
+
+
+def _probe_objects(store: Store) -> None:
+    """Write an object of a unique name in the staging area, move it into the control folder
+    and remove it, as a day's write does with its files."""
+    probe = f".flowinst-probe-{uuid.uuid4().hex}"
+    staged, moved = f"{store.staging()}/{probe}", f"{store.base}/{CONTROL_FOLDER}/{probe}"
     try:
         store.write(staged, b"")
-        store.move(staged, f"{store.base}/{probe}")
-        store.remove([f"{store.base}/{probe}"])
+        store.move(staged, moved)
     finally:
-        with contextlib.suppress(OSError):
-            store.remove([staged])
-        for folder in reversed(made):
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
-
-
-def _missing_folders(store: Store) -> list[str]:
-    """The local folders the probe's file needs that do not exist yet, outermost first."""
-    base = PurePath(store.base)
-    needed = [*reversed(base.parents), base, base / CONTROL_FOLDER, PurePath(store.staging())]
-    return [str(folder) for folder in needed if not os.path.lexists(folder)]
+        store.remove([staged, moved])
 
 
 def _one_line(error: BaseException) -> str:
@@ -131,7 +150,7 @@ def _install_hint(root: str, exc: ImportError) -> str:
 
 
 def _check_local_root(path: Path, root: str, name: str) -> None:
-    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    existing = Path(_nearest_existing(str(path)))
     if not existing.is_dir():
         what = "is a file" if existing == path else f"is inside {existing}, which is a file"
         raise ConfigError(f"{name} {root!r} {what}: give a directory")

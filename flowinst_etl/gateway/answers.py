@@ -22,9 +22,12 @@ from typing import Any
 import orjson
 import requests
 
+from flowinst_etl.exceptions import ResponseFormatError
 
-class UndecodableAnswer(ValueError):
-    """An answer whose body cannot be read as text in any encoding it could be in."""
+
+class UndecodableAnswer(ResponseFormatError):
+    """An answer whose body cannot be read as text in any encoding it could be in; the
+    transport retries it, so it reaches no caller."""
 
 
 @dataclass(frozen=True)
