@@ -77,6 +77,7 @@ def test_the_output_survives_any_console_encoding(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # ten command lines; about a minute alone, more on a loaded machine
 def test_concurrent_first_runs_on_a_fresh_dagster_home_all_finish(
     emulator: Emulator, tmp_path: Path
 ) -> None:
