@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import io
 import logging
 import os
 import signal
@@ -151,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Settings come from the environment and from ``.env`` in the working directory; a variable
     set in the environment wins over the file.
     """
+    _survive_any_encoding()
     args = build_parser().parse_args(argv)
     _show_logs(verbose=getattr(args, "verbose", False))
     # SIGTERM ends a run the way Ctrl-C does (Dagster maps both to one handler during a run too).
@@ -164,6 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _survive_any_encoding() -> None:
+    """Text the console's encoding cannot show (a root named in another script, under
+    ``PYTHONIOENCODING=ascii``) is printed as backslash escapes, as Python does on stderr,
+    instead of stopping the command with a ``UnicodeEncodeError``."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _show_logs(verbose: bool) -> None:
@@ -225,7 +236,7 @@ def _checked_range(args: argparse.Namespace) -> tuple[list[date], PipelineSettin
     if problems or first is None or last is None or settings is None or enos is None:
         raise ConfigError("; ".join(problems))
     check_days(first, last, settings)
-    check_data_root(settings.data_dir, _data_dir_name(args))
+    check_data_root(settings.data_dir, _data_dir_name(args), settings.timezone)
     check_dagster_home()
     return [first + timedelta(days=n) for n in range((last - first).days + 1)], settings, enos
 
@@ -347,7 +358,8 @@ def _shown(
             f"{PROG}: {len(days) - len(reported)} days never reported, the run stopped: {reason}",
             file=sys.stderr,
         )
-    console.print(f"data: {settings.data_dir}")
+    # one line, as given: a path to copy, not markup to render
+    console.print(f"data: {settings.data_dir}", soft_wrap=True, markup=False, highlight=False)
     committed = sum(1 for result in progress.results if result.ok)
     success = stopped is None and committed == len(days)
     return _Loaded(progress.results, EXIT_OK if success else EXIT_DAYS_FAILED)
@@ -375,7 +387,7 @@ def _demo(args: argparse.Namespace) -> int:
             f"{settings.start_date}, the first partition day: {shorter}"
             "set FLOWINST_START_DATE earlier"
         )
-    check_data_root(settings.data_dir, _data_dir_name(args))
+    check_data_root(settings.data_dir, _data_dir_name(args), settings.timezone)
     check_dagster_home()
     config = EmulatorConfig(
         start_day=first - timedelta(days=1), end_day=today, per_day=args.per_day

@@ -6,16 +6,20 @@ command line can refuse with exit 2 before anything is extracted or written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
 
 from flowinst_etl.config import PipelineSettings, optional_setting
 from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.storage.filesystem import CONTROL_FOLDER, Store, unnameable
+from flowinst_etl.storage.root import RootRecord, check_root
 from flowinst_etl.windows import zone
 
 
@@ -41,16 +45,24 @@ def check_days(first: date, last: date, settings: PipelineSettings) -> None:
         )
 
 
-def check_data_root(root: str, name: str) -> None:
-    """The dataset root can take a write: a writable local directory (or one that can be
-    created), or a bucket that exists and answers. Nothing is created.
+def check_data_root(root: str, name: str, timezone: str) -> None:
+    """The dataset root can take a day's files, and its days are cut in ``timezone``.
+
+    A local root's name must reach the file system and pyarrow as the same bytes. Then the
+    places a day's files go must take a write: a file is created, renamed and removed there
+    (on a local disk in a folder of its own, made in the nearest existing folder of the
+    staging area and of the root, so nothing of the root is made and no concurrent run is
+    disturbed), so a root that cannot be written fails here, before the first request. Last,
+    the root's record must agree with the run.
 
     Args:
         root: a local path or an fsspec URL such as ``s3://bucket/prefix``.
         name: how the user set it (``--data-dir`` or ``FLOWINST_DATA_DIR``), for the message.
+        timezone: the run's partition timezone.
 
     Raises:
-        ConfigError: the root cannot hold the dataset, with the reason.
+        ConfigError: the root cannot hold the dataset (with the reason), or its days are cut
+            in another timezone.
     """
     try:
         fs, path = url_to_fs(root)
@@ -58,9 +70,30 @@ def check_data_root(root: str, name: str) -> None:
         raise ConfigError(f"{name} {root!r} cannot be opened: {_install_hint(root, exc)}") from exc
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{name} {root!r} cannot be opened: {exc}") from exc
-    if isinstance(fs, LocalFileSystem):
+    store = Store(fs, path.rstrip("/"))
+    if store.local:
+        problem = unnameable(root)
+        if problem:
+            raise ConfigError(f"{name} {problem}")
         _check_local_root(Path(path), root, name)
-        return
+        for folder in dict.fromkeys(map(_nearest_existing, (store.staging(), store.base))):
+            try:
+                _probe_folder(folder)
+            except OSError as exc:
+                raise ConfigError(
+                    f"{name} {root!r} cannot be written: {folder} refuses a new file or folder "
+                    f"({exc.strerror or exc})"
+                ) from exc
+    else:
+        _check_bucket(fs, path, root, name)
+        try:
+            _probe_objects(store)
+        except Exception as exc:  # each filesystem raises its own errors; any means unusable
+            raise ConfigError(f"{name} {root!r} cannot be written: {_one_line(exc)}") from exc
+    check_root(root, RootRecord(partition_timezone=timezone))
+
+
+def _check_bucket(fs: AbstractFileSystem, path: str, root: str, name: str) -> None:
     bucket = path.strip("/").split("/", 1)[0]
     try:
         found = fs.exists(bucket)
@@ -68,6 +101,44 @@ def check_data_root(root: str, name: str) -> None:
         raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not answer: {exc}") from exc
     if not found:
         raise ConfigError(f"{name} {root!r}: bucket {bucket!r} does not exist or is not visible")
+
+
+def _nearest_existing(path: str) -> str:
+    return str(next(folder for folder in (Path(path), *Path(path).parents) if folder.exists()))
+
+
+def _probe_folder(folder: str) -> None:
+    """Make a folder of a unique name in ``folder``, a file in it, rename the file and remove
+    both, as a day's write makes partition folders and renames its files."""
+    probe = os.path.join(folder, f".flowinst-probe-{uuid.uuid4().hex}")
+    made, renamed = os.path.join(probe, "staged"), os.path.join(probe, "published")
+    os.mkdir(probe)
+    try:
+        with open(made, "wb"):
+            pass
+        os.rename(made, renamed)
+        os.remove(renamed)
+    finally:
+        for leftover in (made, renamed):
+            with contextlib.suppress(OSError):
+                os.remove(leftover)
+        os.rmdir(probe)
+
+
+def _probe_objects(store: Store) -> None:
+    """Write an object of a unique name in the staging area, move it into the control folder
+    and remove it, as a day's write does with its files."""
+    probe = f".flowinst-probe-{uuid.uuid4().hex}"
+    staged, moved = f"{store.staging()}/{probe}", f"{store.base}/{CONTROL_FOLDER}/{probe}"
+    try:
+        store.write_bytes(staged, b"")
+        store.move(staged, moved)
+    finally:
+        store.remove([staged, moved])
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _install_hint(root: str, exc: ImportError) -> str:
@@ -79,7 +150,7 @@ def _install_hint(root: str, exc: ImportError) -> str:
 
 
 def _check_local_root(path: Path, root: str, name: str) -> None:
-    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    existing = Path(_nearest_existing(str(path)))
     if not existing.is_dir():
         what = "is a file" if existing == path else f"is inside {existing}, which is a file"
         raise ConfigError(f"{name} {root!r} {what}: give a directory")

@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext
 
 from flowinst_etl.extract import Extractor
 from flowinst_etl.load import DayResult, load_days
+from flowinst_etl.storage.root import RootRecord, check_root, claim_root
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
 from pipelines.checks import check_results, day_checks
@@ -63,6 +64,10 @@ def build_flow_instance_tables(
     ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
         """Extract every flow instance of each day once and commit the day's four tables."""
         committed, failed = [], []
+        # A root whose days are cut in another zone is refused before any request, untouched;
+        # a new one records the zone once the gateway has been found usable.
+        record = RootRecord(partition_timezone=partitions.timezone)
+        check_root(dataset.root, record)
         with enos.client() as client:
             extractor = Extractor(
                 client,
@@ -70,6 +75,7 @@ def build_flow_instance_tables(
                 records_in_memory=dataset.records_in_memory,
             )
             extractor.check_access()
+            claim_root(dataset.root, record)
             for result in load_days(extractor, partition_days(context), partition_tz, dataset.root):
                 day_listener(result)
                 if result.changes is not None and result.changes.violation:

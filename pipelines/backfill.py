@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from typing import Any
 
 import dagster as dg
+from dagster_shared.telemetry import get_or_set_instance_id
 
 from flowinst_etl.config import PipelineSettings, optional_setting
+from flowinst_etl.locks import held
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
 from pipelines.resources import DayListener, run_resources
@@ -38,9 +44,7 @@ def run_backfill(
     tables = build_flow_instance_tables(partitions)
     result = dg.materialize(
         [tables],
-        instance=dg.DagsterInstance.get()
-        if _has_dagster_home()
-        else dg.DagsterInstance.ephemeral(),
+        instance=_open_instance(verbose),
         resources=run_resources(settings, listener),
         tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
         run_config={
@@ -75,5 +79,35 @@ def _failures(result: dg.ExecuteInProcessResult) -> list[list[Any]]:
     return chains
 
 
-def _has_dagster_home() -> bool:
-    return optional_setting("DAGSTER_HOME") is not None
+def _open_instance(verbose: bool) -> dg.DagsterInstance:
+    """The instance of ``DAGSTER_HOME`` when set (its runs show in the UI), else an ephemeral one.
+
+    On first use Dagster creates its SQLite storage in ``DAGSTER_HOME``; two processes doing
+    that at once collide (``table alembic_version already exists``), so the creation holds an
+    exclusive lock on the folder and concurrent first runs take turns. Its first-use notices
+    (no ``dagster.yaml``, the telemetry banner) reach stderr only when ``verbose``.
+    """
+    home = optional_setting("DAGSTER_HOME")
+    if home is None:
+        return dg.DagsterInstance.ephemeral()
+    with held(home), _notices_shown(verbose):
+        instance = dg.DagsterInstance.get()
+        if instance.telemetry_enabled:
+            get_or_set_instance_id()  # prints the banner of a new home now, while it is held
+    return instance
+
+
+@contextlib.contextmanager
+def _notices_shown(verbose: bool) -> Iterator[None]:
+    """Dagster's warnings and its printed notices, shown only when ``verbose``."""
+    if verbose:
+        yield
+        return
+    logger = logging.getLogger("dagster")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)

@@ -29,7 +29,6 @@ from tests.guarantees.harness import (
     emulator_environment,
     run_cli,
 )
-from tests.support import s3_server
 
 FIRST = date(2026, 11, 2)
 LAST = date(2026, 11, 4)
@@ -211,16 +210,6 @@ def test_a_data_directory_the_user_cannot_write_is_refused(
     )
     folder.chmod(0o700)
     assert_refused(done, "is not writable")
-
-
-def test_a_missing_bucket_is_refused(emulator: Emulator, tmp_path: Path) -> None:
-    with s3_server() as aws:
-        done = run_cli(
-            *backfill_args(FIRST, LAST, "s3://no-such-bucket/flowinst"),
-            env={**emulator_environment(emulator), **aws},
-            cwd=tmp_path,
-        )
-    assert_refused(done, "bucket 'no-such-bucket' does not exist")
 
 
 def test_dagster_home_must_be_a_directory(emulator: Emulator, tmp_path: Path) -> None:

@@ -4,17 +4,22 @@ committed days, ``trigger_date`` as a date, a working date filter and the pinned
 from __future__ import annotations
 
 import re
+import threading
+from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from flowinst_etl.store import repair, write_day
+from flowinst_etl.store import read_table, repair, write_day
 from flowinst_etl.tables.flatten import flatten_instances
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 from tests.fixtures.old_layout import write_old_layout
@@ -79,6 +84,11 @@ def as_arrow(result: object) -> pa.Table:
     return result
 
 
+def days_of(table: pa.Table) -> list[date]:
+    """The ``trigger_date`` of each row, as a date whether read as a date or a datetime."""
+    return pc.cast(table.column("trigger_date"), pa.date32()).to_pylist()
+
+
 def test_the_doc_has_a_recipe_for_every_reader() -> None:
     assert list(recipes()) == READERS
 
@@ -91,11 +101,13 @@ def test_every_reader_reads_every_row_with_a_date_partition_and_filters_by_date(
     every, filtered = as_arrow(namespace["instances"]), as_arrow(namespace["since_13th"])
 
     assert every.num_rows == ALL_ROWS
-    assert every.schema.field("trigger_date").type == pa.date32()
-    counts = pd.Series(every.column("trigger_date").to_pylist()).value_counts().to_dict()
+    # pandas has no date type: read_table's day is a datetime at midnight (see below)
+    day_type = pa.timestamp("ms") if reader == "read_table" else pa.date32()
+    assert every.schema.field("trigger_date").type == day_type
+    counts = pd.Series(days_of(every)).value_counts().to_dict()
     assert counts == {day: count for day, count in DAYS.items() if count}
     assert filtered.num_rows == SINCE_13TH
-    assert set(filtered.column("trigger_date").to_pylist()) == {date(2019, 8, 14)}
+    assert set(days_of(filtered)) == {date(2019, 8, 14)}
     assert every.schema.field("trigger_time").type == pa.timestamp("ms", tz="UTC") or (
         reader == "DuckDB" and pa.types.is_timestamp(every.schema.field("trigger_time").type)
     )
@@ -131,4 +143,77 @@ def test_read_table_keeps_the_pinned_types(root: str) -> None:
     assert instances["trigger_time"].dtype == pd.ArrowDtype(pa.timestamp("ms", tz="UTC"))
     assert instances["flow_id"].dtype == pd.ArrowDtype(pa.int64())
     assert instances["type"].dtype == pd.ArrowDtype(pa.int8())
-    assert instances["trigger_date"].dtype == pd.ArrowDtype(pa.date32())
+    assert instances["trigger_date"].dtype == np.dtype("datetime64[ms]")
+
+
+#: How pandas users write a filter on the day, each meaning "from 2019-08-13 on".
+SINCE_13TH_FILTERS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    "a string": lambda f: f[f.trigger_date >= "2019-08-13"],
+    "a Timestamp": lambda f: f[f.trigger_date >= pd.Timestamp("2019-08-13")],
+    "a datetime": lambda f: f[f.trigger_date >= datetime(2019, 8, 13)],
+    "a numpy datetime64": lambda f: f[f.trigger_date >= np.datetime64("2019-08-13")],
+    "between two strings": lambda f: f[f.trigger_date.between("2019-08-13", "2019-08-31")],
+    "a query": lambda f: f.query("trigger_date >= '2019-08-13'"),
+}
+
+
+@pytest.mark.parametrize("how", SINCE_13TH_FILTERS)
+def test_read_table_filters_by_day_the_way_pandas_users_write_it(how: str, root: str) -> None:
+    chosen = SINCE_13TH_FILTERS[how](run("read_table", root)["instances"])
+
+    assert len(chosen) == SINCE_13TH
+    assert set(chosen.trigger_date.dt.date) == {date(2019, 8, 14)}
+
+
+def test_read_table_days_equal_strings_and_refuse_plain_dates_loudly(root: str) -> None:
+    day = run("read_table", root)["instances"].trigger_date
+
+    assert (day == "2019-08-14").sum() == DAYS[date(2019, 8, 14)]
+    assert day.dt.strftime("%Y-%m-%d").tolist().count("2019-08-12") == DAYS[date(2019, 8, 12)]
+    # a datetime.date does not compare with any pandas datetime; ordering says so
+    with pytest.raises(TypeError, match="Invalid comparison"):
+        _ = day >= date(2019, 8, 13)
+
+
+def test_while_a_day_is_rewritten_read_table_is_exact_and_globs_do_as_documented(
+    tmp_path: Path,
+) -> None:
+    day, count = date(2019, 8, 12), 30
+    tables = flatten_instances(day_records(count, day.isoformat()), GMT8, EXTRACTED_AT).as_dict()
+    root = str(tmp_path)
+    write_day(root, day, tables, {"instances": count})
+    stop, rewrites = threading.Event(), [0]
+
+    def rewrite() -> None:
+        while not stop.wait(0.005):
+            write_day(root, day, tables, {"instances": count})
+            rewrites[0] += 1
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    glob = f"SELECT count(*) FROM read_parquet('{root}/flow_instances/*/*.parquet')"
+    seen: Counter[str] = Counter()
+    try:
+        for _ in range(100):
+            assert len(read_table("flow_instances", root)) == count
+            try:
+                with duckdb.connect() as connection:
+                    rows = connection.execute(glob).fetchone()
+                seen[{count: "once", 2 * count: "twice"}[rows[0] if rows else 0]] += 1
+            except duckdb.IOException as exc:
+                assert "Cannot open file" in str(exc) and "No such file" in str(exc), exc
+                seen["failed"] += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert rewrites[0] > 10 and seen["once"] > 0, (rewrites, seen)
+
+
+def test_links_into_the_tables_doc_point_at_its_headings() -> None:
+    headings = re.findall(r"^#+ (.+)$", DOC.read_text(encoding="utf-8"), re.MULTILINE)
+    anchors = {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+    readme = (DOC.parents[1] / "README.md").read_text(encoding="utf-8")
+    linked = re.findall(r"\]\(#([\w-]+)\)", DOC.read_text(encoding="utf-8"))
+    linked += re.findall(r"\]\(docs/tables\.md#([\w-]+)\)", readme)
+    assert "what-glob-readers-see-while-a-day-is-written" in linked
+    assert set(linked) <= anchors, set(linked) - anchors

@@ -98,7 +98,7 @@ def test_a_day_reads_back_as_written(tmp_path: Path) -> None:
     )
     for name, frame in tables.as_dict().items():
         back = read_table(name, str(tmp_path), DAY, DAY)
-        assert back["trigger_date"].unique().tolist() == [DAY]
+        assert back["trigger_date"].unique().tolist() == [pd.Timestamp(DAY)]
         pd.testing.assert_frame_equal(back.drop(columns="trigger_date"), frame)
 
 
@@ -221,10 +221,13 @@ def test_read_table_opens_only_the_days_asked_for(tmp_path: Path) -> None:
     empty = read_table("flow_instances", root, start="2019-09-01")
 
     assert list(middle.columns) == ["instance_id", "trigger_date"]
-    assert middle["trigger_date"].tolist() == [date(2019, 8, 12)] * 3 + [date(2019, 8, 13)] * 3
-    assert from_start["trigger_date"].unique().tolist() == [date(2019, 8, 11)]
+    assert (
+        middle["trigger_date"].tolist()
+        == [pd.Timestamp("2019-08-12")] * 3 + [pd.Timestamp("2019-08-13")] * 3
+    )
+    assert from_start["trigger_date"].unique().tolist() == [pd.Timestamp("2019-08-11")]
     assert empty.empty and list(empty.columns) == TABLES["flow_instances"].names + ["trigger_date"]
-    assert str(empty["trigger_date"].dtype) == "date32[day][pyarrow]"
+    assert str(empty["trigger_date"].dtype) == "datetime64[ms]"
     with pytest.raises(StoreError, match="could not read flow_instances"):
         read_table("flow_instances", root, start="2019-08-14")
 
@@ -335,7 +338,7 @@ def test_a_root_of_the_old_layout_is_read_and_rewritten_without_a_duplicate_day(
     written = write_day(root, old_day, tables_of(5).as_dict(), RECONCILIATION)
 
     days = read_table("flow_instances", root)["trigger_date"].value_counts().to_dict()
-    assert days == {old_day: 5, kept_day: 2}
+    assert days == {pd.Timestamp(old_day): 5, pd.Timestamp(kept_day): 2}
     assert listing(tmp_path, old_day) == {t: [f"part-{written.write_id}.parquet"] for t in TABLES}
     assert listing(tmp_path, kept_day) == {t: ["_manifest.json", "part-0.parquet"] for t in TABLES}
     assert written_days(root, "flow_instances") == [old_day, kept_day]
@@ -364,7 +367,7 @@ def test_a_corrupt_old_manifest_spoils_only_its_own_day(
 
     tasks = read_table("flow_instance_tasks", root)
 
-    assert set(tasks["trigger_date"]) == {good_day}
+    assert set(tasks["trigger_date"]) == {pd.Timestamp(good_day)}
     assert len(read_table("flow_instances", root)) == 6
     assert written_days(root, "flow_instance_tasks") == [good_day]
     assert str(corrupt) in caplog.text
@@ -372,7 +375,10 @@ def test_a_corrupt_old_manifest_spoils_only_its_own_day(
     written = write_day(root, bad_day, tables_of(5).as_dict(), RECONCILIATION)
 
     days = read_table("flow_instance_tasks", root)["trigger_date"].value_counts().to_dict()
-    assert days == {bad_day: len(tables_of(5).tasks), good_day: len(tables_of(2).tasks)}
+    assert days == {
+        pd.Timestamp(bad_day): len(tables_of(5).tasks),
+        pd.Timestamp(good_day): len(tables_of(2).tasks),
+    }
     assert listing(tmp_path, bad_day) == {t: [f"part-{written.write_id}.parquet"] for t in TABLES}
 
 

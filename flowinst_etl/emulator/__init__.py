@@ -27,9 +27,11 @@ Faults, for token and API calls alike, in this order: ``latency_ms`` sleep, plus
 ``latency_jitter_ms`` drawn per request (answers in any order); ``drop_rate`` close
 without answering; ``garbled_rate`` an unreadable status line or headers, then close;
 ``rate_limit_per_s`` token bucket answering 429 with ``Retry-After: retry_after_s``; ``error_rate``
-502/503/504 with an HTML or empty body. Search-only switches: ``forced_error`` (every search
-answers that EnOS code), ``body_fault`` ("html", "empty", "truncated" answers with HTTP 200,
-or "non_finite": records with a NaN ``score``),
+502/503/504 with an HTML or empty body; last, ``gzip_label_every`` labels every N-th answer of an
+endpoint ``Content-Encoding: gzip`` over its plain body (a misconfigured proxy).
+Search-only switches: ``forced_error`` (every search answers that EnOS code), ``body_fault``
+("html", "empty", "truncated" answers with HTTP 200, or "non_finite": records with a NaN
+``score``),
 ``insert_every``/``insert_count`` (every N-th search appends new runs of the searched type after
 the window's latest trigger), ``status_change_rate`` (each search moves runs of the searched window
 on, never changing trigger time, id or membership).

@@ -117,6 +117,13 @@ _GATEWAY_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...
         "Retry-After text of a 429, verbatim",
     ),
     ("--garbled-rate", "garbled_rate", float, None, "fraction of answers with unreadable headers"),
+    (
+        "--gzip-label-every",
+        "gzip_label_every",
+        int,
+        None,
+        "every N-th answer labelled Content-Encoding: gzip over a plain body (0 = off)",
+    ),
 )
 
 

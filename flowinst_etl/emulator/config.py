@@ -108,6 +108,9 @@ class EmulatorConfig:
             ``apim_status``).
         garbled_rate: share of requests answered with an unreadable status line or conflicting
             ``Content-Length`` headers (alternately), then closed.
+        gzip_label_every: every N-th answer of an endpoint (token, time or search) carries
+            ``Content-Encoding: gzip`` over its plain body, as a misconfigured proxy sends it;
+            0 labels none.
         retry_after_header: sent verbatim as the ``Retry-After`` of a 429 instead of
             ``retry_after_s`` (e.g. "1.5", "soon" or an HTTP-date).
         insert_every / insert_count: every N-th search appends that many runs to its window.
@@ -177,6 +180,7 @@ class EmulatorConfig:
     auth_error_style: str = "http401"
     retry_after_header: str | None = None
     garbled_rate: float = 0.0
+    gzip_label_every: int = 0
     insert_every: int = 0
     insert_count: int = 3
     status_change_rate: float = 0.0
@@ -258,6 +262,7 @@ class EmulatorConfig:
             )
         _choice(self, "auth_error_style", AUTH_ERROR_STYLES)
         _fraction(self, "garbled_rate")
+        _integer(self, "gzip_label_every", 0)
         header = self.retry_after_header
         if header is not None and (not isinstance(header, str) or not header.isprintable()):
             raise ConfigError(f"retry_after_header must be printable text or None, not {header!r}")

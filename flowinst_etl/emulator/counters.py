@@ -22,6 +22,7 @@ COUNTER_NAMES = (
     "faults_5xx",
     "faults_dropped",
     "faults_garbled",
+    "faults_mislabelled",
     "rate_limited",
     "inserted",
     "moved",

@@ -1,4 +1,5 @@
-"""Injected transport faults (drops, 429 throttling, gateway 5xx), reproducible from the seed."""
+"""Injected transport faults (drops, 429 throttling, gateway 5xx, mislabelled bodies),
+reproducible from the seed."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._rng = random.Random(f"{seed}:faults")
         self._rate: float | None = None
+        self._answers = 0
         self._tokens = 0.0
         self._refilled_at = time.monotonic()
 
@@ -71,6 +73,15 @@ class FaultInjector:
                     body = _HTML_PAGE.format(title=title).encode()
                 return Fault("gateway_error", status, body)
         return None
+
+    def mislabels(self, config: EmulatorConfig) -> bool:
+        """Whether the next endpoint answer goes out labelled ``Content-Encoding: gzip`` over
+        its plain body: every ``gzip_label_every``-th one."""
+        if not config.gzip_label_every:
+            return False
+        with self._lock:
+            self._answers += 1
+            return self._answers % config.gzip_label_every == 0
 
     def _take(self, rate: float) -> bool:
         """Take one token from the bucket; a changed rate starts a full bucket."""

@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -135,6 +136,9 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         except Exception:  # the emulator must keep serving whatever happens
             runtime.counters.add("internal_errors")
             reply = internal_error(config)
+        if runtime.faults.mislabels(config):
+            runtime.counters.add("faults_mislabelled")
+            reply = replace(reply, headers=(*reply.headers, ("Content-Encoding", "gzip")))
         self._send(reply)
 
     def _read_body(self) -> bytes | None:

@@ -10,7 +10,6 @@ for). The transport then renews the token, shared by every thread, and sends aga
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,12 +21,12 @@ import requests
 
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.exceptions import AuthenticationError, ResponseFormatError
+from flowinst_etl.gateway.answers import Answer
 from flowinst_etl.gateway.signing import request_signature, token_encryption
 from flowinst_etl.gateway.transport import (
     RENEWALS_PER_REQUEST,
     Refusal,
     Transport,
-    raise_if_retries_exhausted,
 )
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,6 @@ _GATEWAY_CODES = {1001, 1002, 1003, 1004, 1005, 1202, 1203, 1204}
 #: Of those, and of the SDK's ``apim_status`` values, the ones a new token cures.
 _TOKEN_EXPIRED = 1203
 _APIM_RENEWABLE = {4011, 4012}
-_SHORT_BODY = 1024
 _TOKEN_HINTS = {
     1002: "the access key (ENOS_ACCESS_KEY) is not known to the gateway",
     1003: "the secret key (ENOS_SECRET_KEY) does not match the access key",
@@ -78,7 +76,6 @@ class EnosTokenAuth(requests.auth.AuthBase):
         self._api_url = settings.api_url.rstrip("/")
         self._access_key = settings.access_key
         self._secret_key = settings.secret_key
-        self._max_retries = settings.max_retries
         self._transport = transport
         self._clock = clock
         self._lock = threading.Lock()
@@ -127,19 +124,13 @@ class EnosTokenAuth(requests.auth.AuthBase):
         """Tokens the calling thread obtained to replace a previous one."""
         return int(getattr(self._local, "renewals", 0))
 
-    def refusal(self, response: requests.Response) -> Refusal | None:
-        """Whether the gateway refused the credentials of ``response``'s request, and how.
+    def refusal(self, answer: Answer) -> Refusal | None:
+        """Whether the gateway refused the credentials of ``answer``'s request, and how.
 
         Returns ``None`` for any other answer, business errors included.
         """
-        status = response.status_code
-        if status not in (401, 403) and len(response.content or b"") > _SHORT_BODY:
-            return None  # refusals are short; a page of records is not worth parsing twice
-        try:
-            payload = json.loads(response.content or b"null")
-        except ValueError:
-            payload = None
-        fields: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        status = answer.status
+        fields: dict[str, Any] = answer.payload if isinstance(answer.payload, dict) else {}
         apim = fields.get("apim_status")
         code = fields.get("code", fields.get("status"))
         apim = apim if isinstance(apim, int) and not isinstance(apim, bool) else None
@@ -196,14 +187,12 @@ class EnosTokenAuth(requests.auth.AuthBase):
     def _token_call(self, path: str, **extra: str) -> dict[str, Any]:
         proof = _TokenProof(self, extra)
         request = requests.Request("POST", self._api_url + path, json={}, auth=proof)
-        response, _ = self._transport.send(request)
-        raise_if_retries_exhausted(response, self._max_retries)
-        try:
-            payload = response.json()
-        except ValueError as exc:
+        answer, _ = self._transport.send(request)
+        payload = answer.payload
+        if payload is None:
             raise ResponseFormatError(
-                f"the token service answered HTTP {response.status_code} without JSON"
-            ) from exc
+                f"the token service answered HTTP {answer.status} without JSON"
+            )
         status = payload.get("status") if isinstance(payload, dict) else None
         if status != 0:
             code = status if isinstance(status, int) else -1

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-import orjson
 import requests
 
 from flowinst_etl.config import EnosSettings
@@ -21,8 +20,9 @@ from flowinst_etl.exceptions import (
     RetriableApiError,
     TransportError,
 )
+from flowinst_etl.gateway.answers import Answer
 from flowinst_etl.gateway.auth import EnosTokenAuth
-from flowinst_etl.gateway.transport import Attempts, Transport, raise_if_retries_exhausted
+from flowinst_etl.gateway.transport import Attempts, Transport
 from flowinst_etl.windows import parse_server_timezone, server_zone
 
 log = logging.getLogger(__name__)
@@ -164,27 +164,24 @@ class EnosClient:
 
     def _send(
         self, method: str, path: str, params: dict[str, str], body: bytes | None = None
-    ) -> tuple[requests.Response, Attempts]:
+    ) -> tuple[Answer, Attempts]:
         headers = {"Content-Type": "application/json;charset=utf-8"} if body is not None else {}
         request = requests.Request(
             method, self._base + path, params=params, data=body, headers=headers
         )
         return self._transport.send(request, self._auth)
 
-    def _data(self, response: requests.Response) -> Any:
+    def _data(self, answer: Answer) -> Any:
         """The ``data`` of an EnOS envelope (v2.1 ``code`` or v2.0 ``status``), or a typed error."""
-        payload = _json_or_none(response)
-        raise_if_retries_exhausted(response, self.settings.max_retries)
+        payload = answer.payload
         if not isinstance(payload, dict):
             raise ResponseFormatError(
-                f"the gateway answered HTTP {response.status_code} "
-                f"({response.headers.get('Content-Type', 'no content type')}) with a body that is "
-                f"not a JSON object: {_preview(response)}"
+                f"the gateway answered HTTP {answer.status} "
+                f"({answer.content_type or 'no content type'}) with a body that is "
+                f"not a JSON object: {_preview(answer.body)}"
             )
-        if response.status_code >= 400 and "code" not in payload and "status" not in payload:
-            raise TransportError(
-                f"the gateway answered HTTP {response.status_code}: check ENOS_API_URL"
-            )
+        if answer.status >= 400 and "code" not in payload and "status" not in payload:
+            raise TransportError(f"the gateway answered HTTP {answer.status}: check ENOS_API_URL")
         code = payload.get("code", payload.get("status"))
         if not isinstance(code, int):
             raise ResponseFormatError("the gateway's answer carries neither a code nor a status")
@@ -199,21 +196,8 @@ def _api_error(code: int, message: str, request_id: Any) -> ApiError:
     return kind(code, message, hint, request)
 
 
-def _json_or_none(response: requests.Response) -> Any:
-    """The parsed body, or ``None`` if it is no JSON. orjson refuses ``NaN``/``Infinity``
-    literals that ``json`` reads; such a body is read by ``json`` so its records still load."""
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        return None
-
-
-def _preview(response: requests.Response) -> str:
-    text = response.content[:_PREVIEW].decode("utf-8", "replace")
+def _preview(body: bytes) -> str:
+    text = body[:_PREVIEW].decode("utf-8", "replace")
     if not text:
         return "(empty body)"
-    return repr(" ".join(text.split())) + ("…" if len(response.content) > _PREVIEW else "")
+    return repr(" ".join(text.split())) + ("…" if len(body) > _PREVIEW else "")

@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError
+from urllib3.exceptions import DecodeError, InvalidHeader, MaxRetryError, ProtocolError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from flowinst_etl.config import EnosSettings
 from flowinst_etl.exceptions import TransportError
+from flowinst_etl.gateway.answers import Answer, UndecodableAnswer, read_answer
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ class SigningAuth(Protocol):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest: ...
 
-    def refusal(self, response: requests.Response) -> Refusal | None:
-        """The gateway's refusal of the token or signature in ``response``, if it is one."""
+    def refusal(self, answer: Answer) -> Refusal | None:
+        """The gateway's refusal of the token or signature in ``answer``, if it is one."""
         ...
 
     def renew(self, refused: requests.PreparedRequest) -> None:
@@ -215,20 +216,22 @@ class Transport:
 
     def send(
         self, request: requests.Request, auth: SigningAuth | None = None
-    ) -> tuple[requests.Response, Attempts]:
+    ) -> tuple[Answer, Attempts]:
         """Send ``request`` until it is answered for good, or retries or renewals run out.
 
         ``auth`` signs each attempt and is asked whether the gateway refused it; without it the
-        request's own auth (or none) prepares each attempt.
+        request's own auth (or none) prepares each attempt. Every answer is read here, once,
+        by :func:`~flowinst_etl.gateway.answers.read_answer`: one that cannot be decoded (a
+        body not in its ``Content-Encoding`` or charset) is retried like a body cut short.
 
-        A status in ``RETRY_STATUSES`` that outlives the retries is returned, not raised (see
-        ``raise_if_retries_exhausted``). Each retry logs one WARNING on this module's logger:
-        what failed, the path (never the query, headers or body), the wait and the attempt; the
-        record carries the attempt number as ``RETRY_RECORD``.
+        Each retry logs one WARNING on this module's logger: what failed, the path (never the
+        query, headers or body), the wait and the attempt; the record carries the attempt
+        number as ``RETRY_RECORD``.
 
         Raises:
-            TransportError: the gateway could not be reached or read after every retry, or TLS
-                verification failed.
+            TransportError: the gateway could not be reached, read or decoded after every
+                retry, kept answering a status in ``RETRY_STATUSES``, or TLS verification
+                failed; the message counts the retries made.
             Exception: ``auth``'s refusal error, when renewal does not cure a refusal.
         """
         if auth is not None:
@@ -245,21 +248,22 @@ class Transport:
                 prepared = self._signed_in_turn(request, auth, attempts)
                 try:
                     response = self.session.send(prepared, **self._send_options(prepared))
+                    answer = read_answer(response)
                 except requests.exceptions.SSLError as exc:
                     raise TransportError(
                         f"TLS verification of {urlsplit(url).netloc} failed; fix the "
                         "certificate chain (ENOS_VERIFY_TLS=false only for testing)"
                     ) from exc
-                except requests.exceptions.RequestException as exc:
+                except (requests.exceptions.RequestException, UndecodableAnswer) as exc:
                     error = _urllib3_error(exc)
                     try:
                         retry = retry.increment(method, path, error=error)
                     except MaxRetryError:
-                        raise TransportError(_gave_up(url, exc, self.retry)) from exc
+                        raise TransportError(_gave_up(url, exc, attempts.retries)) from exc
                     self._wait(retry, None, f"{method} {path} failed: {_kind(error)}")
                     attempts.retries += 1
                     continue
-                refusal = auth.refusal(response) if auth is not None else None
+                refusal = auth.refusal(answer) if auth is not None else None
                 if auth is not None and refusal is not None:
                     if not refusal.renewable or attempts.resends >= RENEWALS_PER_REQUEST:
                         raise refusal.error
@@ -268,11 +272,14 @@ class Transport:
                     continue
                 has_retry_after = bool(response.headers.get("Retry-After"))
                 if not retry.is_retry(method, response.status_code, has_retry_after):
-                    return response, attempts
+                    return answer, attempts
                 try:
                     retry = retry.increment(method, path, response=response.raw)
                 except MaxRetryError:
-                    return response, attempts
+                    raise TransportError(
+                        f"the gateway kept answering HTTP {response.status_code} "
+                        f"{_after_retries(attempts.retries)}"
+                    ) from None
                 response.close()
                 what = f"{method} {path} answered HTTP {response.status_code}"
                 self._wait(retry, response.raw, what)
@@ -331,18 +338,9 @@ def build_session(settings: EnosSettings) -> requests.Session:
     return session
 
 
-def raise_if_retries_exhausted(response: requests.Response, retries: int) -> None:
-    """A retryable status that survived every retry becomes a TransportError."""
-    if response.status_code in RETRY_STATUSES:
-        raise TransportError(
-            f"the gateway kept answering HTTP {response.status_code} {_after_retries(retries)}"
-        )
-
-
-def _after_retries(count: int | bool | None) -> str:
+def _after_retries(count: int) -> str:
     """``"after 1 retry"``, ``"after 6 retries"``: how long a request was tried, in words."""
-    number = int(count or 0)
-    return f"after {number} {'retry' if number == 1 else 'retries'}"
+    return f"after {count} {'retry' if count == 1 else 'retries'}"
 
 
 def _unsigned(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -350,36 +348,65 @@ def _unsigned(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
 
-def _urllib3_error(exc: requests.exceptions.RequestException) -> Exception:
-    """The urllib3 error behind a requests exception, as ``Retry.increment`` classifies them.
+class _Undecodable(ProtocolError):
+    """An answer that arrived but could not be decoded: retried as a read failure.
 
-    A header or body that cannot be read counts as a read failure, retried like a dropped
+    Attributes:
+        detail: what could not be decoded, in words.
+    """
+
+    def __init__(self, detail: str, cause: Exception) -> None:
+        super().__init__(f"answer undecodable: {detail}", cause)
+        self.detail = detail
+
+
+def _urllib3_error(exc: Exception) -> Exception:
+    """The urllib3 error behind a failed attempt, as ``Retry.increment`` classifies them.
+
+    A header or body that cannot be read, or decoded (a body that is not in its
+    ``Content-Encoding`` or charset), counts as a read failure, retried like a dropped
     connection.
     """
+    if isinstance(exc, UndecodableAnswer):
+        return _Undecodable(str(exc), exc)
     cause = exc.args[0] if exc.args else None
     if isinstance(cause, MaxRetryError) and cause.reason is not None:
         cause = cause.reason
+    if isinstance(cause, DecodeError):
+        return _Undecodable(_first_sentence(cause), exc)
     if isinstance(cause, Exception) and not isinstance(cause, InvalidHeader):
         return cause
     return ProtocolError(f"unreadable answer: {type(exc).__name__}", exc)
 
 
+def _first_sentence(error: Exception) -> str:
+    """urllib3's own words (``Received response with content-encoding: gzip, but failed to
+    decode it``), without the decoder's message after them."""
+    text = str(error.args[0] if error.args else error).split(".", 1)[0].strip()[:120]
+    return text[:1].lower() + text[1:]
+
+
 def _kind(error: Exception) -> str:
     """A failure in words, without the URL or anything from the request."""
+    if isinstance(error, _Undecodable):
+        return str(error.args[0])
     reason = _reason(error)
     if reason == type(error).__name__ and isinstance(error, ProtocolError) and len(error.args) > 1:
         return f"{type(error.args[1]).__name__} (connection closed or answer unreadable)"
     return reason
 
 
-def _gave_up(url: str, exc: requests.exceptions.RequestException, policy: Retry) -> str:
+def _gave_up(url: str, exc: Exception, retries: int) -> str:
     host = urlsplit(url).netloc
-    retries = _after_retries(policy.total)
+    after = _after_retries(retries)
     if isinstance(exc, requests.exceptions.Timeout):
-        return f"{host} did not answer in time {retries}"
+        return f"{host} did not answer in time {after}"
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"cannot reach the gateway at {host}: {_reason(exc)} ({retries})"
-    return f"request to {host} failed {retries}: {type(exc).__name__}"
+        return f"cannot reach the gateway at {host}: {_reason(exc)} ({after})"
+    error = _urllib3_error(exc)
+    if isinstance(error, _Undecodable):
+        return f"the answers of {host} could not be decoded {after}: {error.detail}"
+    return f"request to {host} failed {after}: {type(exc).__name__}"
 
 
 def _reason(exc: BaseException) -> str:

@@ -68,7 +68,7 @@ def read_legacy_manifest(store: Store, table: str, day: date) -> Manifest | None
     """
     path = f"{store.folder(table, day)}/{LEGACY_MANIFEST}"
     try:
-        manifest = _load(store, path)
+        manifest = store.read_object(path, "commit record")
     except StoreError as exc:
         log.warning("%s; that day of %s counts as not committed", exc, table)
         return None

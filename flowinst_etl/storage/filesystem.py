@@ -4,9 +4,9 @@ that readers cannot observe half-done, and the per-day lock of a local root."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +17,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from flowinst_etl.exceptions import ConfigError, StoreError
+from flowinst_etl.locks import held
 
 PARTITION_KEY = "trigger_date"
 #: The folder of everything that is not table data. Readers never meet it: they are pointed at
@@ -53,6 +54,9 @@ class Store:
             fs, base = url_to_fs(root, **dict(storage_options or {}))
         except (ImportError, ValueError, TypeError) as exc:
             raise ConfigError(f"cannot open dataset root {root!r}: {exc}") from exc
+        problem = unnameable(root) if isinstance(fs, LocalFileSystem) else None
+        if problem:
+            raise ConfigError(f"dataset root {problem}")
         return cls(fs, base.rstrip("/"))
 
     @property
@@ -154,12 +158,31 @@ class Store:
             return
         folder = f"{self.base}/{CONTROL_FOLDER}/locks"
         os.makedirs(folder, exist_ok=True)
-        descriptor = os.open(f"{folder}/{day.isoformat()}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        with held(f"{folder}/{day.isoformat()}.lock"):
             yield
-        finally:
-            os.close(descriptor)
+
+
+def unnameable(root: str) -> str | None:
+    """Why a local root cannot be used, if its name reaches the file system and pyarrow as
+    different bytes: Python names files in the file system encoding, pyarrow in UTF-8, so any
+    other root (bytes that are not UTF-8, or a UTF-8 name under a locale that cannot spell it)
+    would be written by one and not found by the other. ``None`` for a root both name alike.
+    """
+    try:
+        raw: bytes | None = os.fsencode(root)
+    except UnicodeError:  # a UTF-8 name (from .env) that the locale's encoding cannot spell
+        raw = None
+    try:
+        spelt = None if raw is None else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = raw.decode("utf-8", "backslashreplace") if raw is not None else root
+        return f"'{shown}' is not a UTF-8 name, and pyarrow reads UTF-8 paths only: rename it"
+    if spelt != root:
+        return (
+            f"'{spelt or root}' needs a UTF-8 locale (the file system encoding is "
+            f"{sys.getfilesystemencoding()}): run with LANG=C.UTF-8 or PYTHONUTF8=1"
+        )
+    return None
 
 
 def fsync_folder(folder: str) -> None:

@@ -1,5 +1,5 @@
 """Reading committed days: only the data files the days' commit records name, with
-``trigger_date`` as a date."""
+``trigger_date`` as a date (in pandas, a datetime at midnight)."""
 
 from __future__ import annotations
 
@@ -122,8 +122,11 @@ def read_table(
         storage_options: passed to fsspec.
 
     Returns:
-        A DataFrame with Arrow-backed dtypes of the pinned types and a ``trigger_date`` date
-        column (last unless asked for elsewhere), ordered by day.
+        A DataFrame with Arrow-backed dtypes of the pinned types and ``trigger_date`` as
+        ``datetime64[ms]`` at midnight (last unless asked for elsewhere), ordered by day:
+        ``frame[frame.trigger_date >= "2026-11-30"]`` works, as does a ``pd.Timestamp``; a
+        ``datetime.date`` does not compare with it (``>=`` raises ``TypeError``, ``==`` is
+        all False), as with any pandas datetime column: wrap it in ``pd.Timestamp``.
 
     Raises:
         ConfigError: unknown table or column, a bad date, ``start`` after ``end``, or an unusable
@@ -150,7 +153,15 @@ def read_table(
                 ) from None
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"could not read {table} under {root}: {exc}") from exc
-    return result.to_pandas(types_mapper=pd.ArrowDtype)
+    return result.to_pandas(types_mapper=_pandas_dtype, date_as_object=False)
+
+
+def _pandas_dtype(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    """Arrow-backed dtypes, except the day: pandas has no date type, and an Arrow ``date32``
+    column compares with neither a string nor a ``Timestamp`` (``== "2026-11-30"`` is silently
+    all False), so it becomes what pyarrow makes of a date without objects, ``datetime64[ms]``
+    at midnight, which pandas compares with strings, ``Timestamp`` and ``datetime``."""
+    return None if arrow_type == pa.date32() else pd.ArrowDtype(arrow_type)
 
 
 def written_days(

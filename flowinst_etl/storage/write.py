@@ -406,6 +406,9 @@ def repair(
         for day in sorted(_days_staged(store)):
             if only is None or day in only:
                 with store.day_lock(day):
+                    # the write seen in progress may have finished while the lock was awaited
+                    if not store.fs.exists(store.staging(day)):
+                        continue
                     _tidy(store, day)
                 repaired.add(day)
         for day in sorted(_legacy_days(store)):

@@ -85,8 +85,10 @@ class SignedClient:
         timestamp_ms: int | None = None,
         secret: str | None = None,
         headers: dict[str, str] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
-        """A signed API call; keyword arguments build deliberately wrong signatures."""
+        """A signed API call; keyword arguments build deliberately wrong signatures;
+        ``stream`` leaves the body unread (to read it raw)."""
         params = params or {}
         token = token if token is not None else self.token()
         stamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
@@ -105,6 +107,7 @@ class SignedClient:
             data=body.encode("utf-8") if body else None,
             headers=signed,
             timeout=TIMEOUT_S,
+            stream=stream,
         )
 
     def time(self, action: str) -> requests.Response:

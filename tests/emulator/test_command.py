@@ -134,6 +134,7 @@ def test_gateway_switches_reach_the_config():
     flags = [
         "--token-lifetime-calls", "25", "--auth-error-style", "apim4011",
         "--refresh-invalidates", "--retry-after-header", "soon", "--garbled-rate", "0.1",
+        "--gzip-label-every", "4",
     ]  # fmt: skip
     config = config_from_args(parser.parse_args(flags))
     defaults = config_from_args(parser.parse_args([]))
@@ -143,8 +144,10 @@ def test_gateway_switches_reach_the_config():
         config.refresh_invalidates,
         config.retry_after_header,
         config.garbled_rate,
-    ) == (25, "apim4011", True, "soon", 0.1)
+        config.gzip_label_every,
+    ) == (25, "apim4011", True, "soon", 0.1, 4)
     assert (defaults.token_lifetime_calls, defaults.auth_error_style) == (0, "http401")
     assert (defaults.refresh_invalidates, defaults.retry_after_header) == (False, None)
+    assert defaults.gzip_label_every == 0
     with pytest.raises(SystemExit):
         parser.parse_args(["--auth-error-style", "http402"])

@@ -136,6 +136,26 @@ def test_body_faults(emulator, client):
     assert emu.stats()["body_faults"] == 3
 
 
+def test_every_nth_answer_is_labelled_gzip_over_its_plain_body(emulator, client):
+    emu = emulator(gzip_label_every=3)
+    api = client(emu)
+    api.token()  # the first answer
+
+    zones = []
+    for _ in range(5):
+        try:
+            zones.append(api.time("getTimeZone").json()["data"]["timezone"])
+        except requests.exceptions.ContentDecodingError:
+            zones.append("undecodable")
+    emu.reconfigure(gzip_label_every=1)
+    raw = api.call("GET", TIME_PATH, {"action": "getTimeZone"}, stream=True)
+
+    assert zones == ["GMT+8", "undecodable", "GMT+8", "GMT+8", "undecodable"]
+    assert raw.headers["Content-Encoding"] == "gzip"
+    assert json.loads(raw.raw.read(decode_content=False))["data"]["timezone"] == "GMT+8"
+    assert emu.stats()["faults_mislabelled"] == 3
+
+
 def test_inserts_land_after_the_latest_trigger_of_the_window(emulator, client):
     emu = emulator(insert_every=2, insert_count=3)
     api = client(emu)

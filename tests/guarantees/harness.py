@@ -339,12 +339,20 @@ class RecordingProxy:
     Args:
         upstream: the emulator's ``http://host:port``.
         tls: a server-side TLS context to serve HTTPS instead of HTTP.
+        rewrite: turns each answer's body and ``Content-Type`` into what the proxy sends on
+            (a proxy that re-encodes answers); the exchange records the upstream's answer.
     """
 
-    def __init__(self, upstream: str, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        tls: ssl.SSLContext | None = None,
+        rewrite: Callable[[bytes, str], tuple[bytes, str]] | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._tls = tls
+        self.rewrite = rewrite
         self._lock = threading.Lock()
         self.exchanges: list[Exchange] = []
         self._server: ThreadingHTTPServer | None = None
@@ -450,10 +458,19 @@ def _handler(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
                 proxy.record(Exchange(method, self.path, headers, body, 0, b""))
                 return
             proxy.record(Exchange(method, self.path, headers, body, status, answer))
+            kept = [
+                (name, value)
+                for name, value in answer_headers
+                if name.lower() not in (*_HOP_BY_HOP, "server", "date")
+            ]
+            if proxy.rewrite is not None:
+                content_type = next((v for n, v in kept if n.lower() == "content-type"), "")
+                answer, content_type = proxy.rewrite(answer, content_type)
+                kept = [(n, v) for n, v in kept if n.lower() != "content-type"]
+                kept.append(("Content-Type", content_type))
             self.send_response(status)
-            for name, value in answer_headers:
-                if name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date"):
-                    self.send_header(name, value)
+            for name, value in kept:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)

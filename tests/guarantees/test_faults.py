@@ -77,6 +77,9 @@ FAULTS = {
         {"status_change_rate": 0.3}, UTC, proof={"status_changes": 1}
     ),
     "malformed graphs": Fault({"malformed_graph_rate": 0.2}, SHANGHAI),
+    "answers labelled gzip over a plain body": Fault(
+        {"gzip_label_every": 5}, UTC, proof={"faults_mislabelled": 1}
+    ),
     # Every attempt is signed when it is sent, so a token that dies between a request's retries
     # is renewed and the next attempt carries the new one.
     "every fault and behaviour at once": Fault(
@@ -92,6 +95,7 @@ FAULTS = {
             "insert_count": 2,
             "status_change_rate": 0.2,
             "malformed_graph_rate": 0.1,
+            "gzip_label_every": 9,
         },
         SHANGHAI,
         revoke_gap_s=4.0,
@@ -103,6 +107,7 @@ FAULTS = {
             "auth_failures": 1,
             "inserted": 1,
             "status_changes": 1,
+            "faults_mislabelled": 1,
         },
     ),
 }

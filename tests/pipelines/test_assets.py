@@ -14,11 +14,13 @@ import pytest
 from flowinst_etl import read_table
 from flowinst_etl.config import PipelineSettings
 from flowinst_etl.emulator import Emulator
+from flowinst_etl.storage.root import RootRecord, claim_root
 from flowinst_etl.windows import day_window, zone
 from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
 from pipelines.resources import run_resources
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
+from tests.guarantees.harness import snapshot
 from tests.pipelines.conftest import FIRST_DAY
 from tests.pipelines.test_check_history import assert_every_check_resolved_on_its_day
 from tests.support import day_truth, expected_rows
@@ -143,6 +145,22 @@ def test_refused_credentials_fail_before_anything_is_written(
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "1003" in str(failure.event_specific_data.error)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_root_of_another_zone_fails_the_run_before_any_request(
+    enos_env: Emulator, tmp_path: Path
+) -> None:
+    claim_root(str(tmp_path), RootRecord(partition_timezone="UTC"))
+    before, requests = snapshot(tmp_path), enos_env.stats()["requests"]
+
+    result = materialize(tmp_path, {"dagster/partition": FIRST_DAY.isoformat()})
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    refusal = f"partition timezone UTC ({tmp_path}/_flowinst/root.json); this run's is {TIMEZONE}"
+    assert refusal in str(failure.event_specific_data.error)
+    assert enos_env.stats()["requests"] == requests, "the gateway was called"
+    assert snapshot(tmp_path) == before
 
 
 def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path: Path) -> None:
