@@ -20,7 +20,13 @@ BODY_FAULTS = ("html", "empty", "truncated", "non_finite")
 FROM_BOUNDS = ("inclusive", "exclusive")
 EXPRESSION_MATCHES = ("both", "id", "name")
 AUTH_ERROR_STYLES = ("http401", "code1203", "apim4011")
-DEFECTS = ("oversized_pages", "unsorted", "ignores_type", "fractional_triggers")
+DEFECTS = (
+    "oversized_pages",
+    "unsorted",
+    "ignores_type",
+    "ignores_expression",
+    "fractional_triggers",
+)
 TIMESTAMP_SHOWS = ("update", "create")
 UPDATE_TIMES = ("move", "frozen")
 
@@ -149,7 +155,8 @@ class EmulatorConfig:
     Defects, breaking what every reading of the documents promises (for refusals to be seen):
         defect: "oversized_pages" (one row more than ``pageSize`` where more match),
             "unsorted" (each page in descending trigger order), "ignores_type" (every scheduling
-            type answers the instances of all three), "fractional_triggers" (trigger times
+            type answers the instances of all three), "ignores_expression" (``expression``
+            matches every instance), "fractional_triggers" (trigger times
             written with half a second); ``None`` for none.
     """
 

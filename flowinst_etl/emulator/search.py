@@ -130,7 +130,7 @@ def parse_search(body: str, config: EmulatorConfig) -> SearchQuery:
     page, first_page = _page(page_no, config.page_base)
     return SearchQuery(
         scheduling_type=scheduling_type,
-        expression=expression.lower(),
+        expression="" if config.defect == "ignores_expression" else expression.lower(),
         owner=owner,
         from_ms=from_ms,
         to_ms=to_ms,

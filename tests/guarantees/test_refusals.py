@@ -35,6 +35,10 @@ CASES = {
     "types not filtered": ({"defect": "ignores_type"}, "came back for scheduling types"),
     "fractional trigger times": ({"defect": "fractional_triggers"}, "a fraction of a second"),
     "rows dropped after LIMIT": ({"hide_every": 4}, "(a filter after LIMIT)"),
+    "expression ignored, pages capped": (
+        {"defect": "ignores_expression", "page_size_cap": 20},
+        "cannot be split further by expression",
+    ),
     "expression matching names only": (
         {"expression_matches": "name"},
         "the gateway's expression does not find an instance by its id",
