@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -147,8 +147,9 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
 @dataclass(frozen=True)
 class PipelineSettings:
     """Where and how the dataset is built: root, partition timezone, first day, parallelism, how
-    many days one run of a range backfill covers (``None``: the whole range in one run), and how
-    many extracted records wait in memory (the rest in temporary files under ``TMPDIR``)."""
+    many days one run of a range backfill covers (``None``: the whole range in one run), how
+    many extracted records wait in memory (the rest in temporary files under ``TMPDIR``), and
+    the time of day, in the partition timezone, by which yesterday's partition is due."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
@@ -157,6 +158,7 @@ class PipelineSettings:
     lookback_days: int = 3
     days_per_run: int | None = None
     records_in_memory: int = RECORDS_IN_MEMORY
+    freshness_deadline: time = time(3, 0)
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
@@ -175,6 +177,9 @@ class PipelineSettings:
             "lookback_days": collect(problems, _integer, env, "FLOWINST_LOOKBACK_DAYS"),
             "days_per_run": collect(problems, _integer, env, "FLOWINST_DAYS_PER_RUN"),
             "records_in_memory": collect(problems, _integer, env, "FLOWINST_RECORDS_IN_MEMORY"),
+            "freshness_deadline": collect(
+                problems, _time_of_day, env, "FLOWINST_FRESHNESS_DEADLINE"
+            ),
         }
         given = {name: value for name, value in read.items() if value is not None}
         _raise_all([*problems, *_pipeline_problems(given)])
@@ -299,6 +304,17 @@ def _finite(text: str) -> float:
 
 def _integer(env: Mapping[str, str], name: str) -> int | None:
     return _parsed(env, name, int, "a whole number")
+
+
+def _time_of_day(env: Mapping[str, str], name: str) -> time | None:
+    return _parsed(env, name, _hours_minutes, "a time of day HH:MM, such as 03:00")
+
+
+def _hours_minutes(text: str) -> time:
+    hours, colon, minutes = text.partition(":")
+    if not (colon and len(hours) == 2 and len(minutes) == 2 and (hours + minutes).isdigit()):
+        raise ValueError(text)
+    return time(int(hours), int(minutes))  # ValueError past 23:59
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
