@@ -13,6 +13,7 @@ from flowinst_etl.extract import Extractor
 from flowinst_etl.load import DayResult, load_days
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
+from pipelines.catalog import day_metadata, table_metadata
 from pipelines.checks import check_results, day_checks
 from pipelines.partitions import partition_days
 from pipelines.resources import Dataset, DayListener, EnosGateway
@@ -30,10 +31,12 @@ DESCRIPTIONS = {
 
 def build_flow_instance_tables(
     partitions: dg.TimeWindowPartitionsDefinition,
+    root: str,
     backfill_policy: dg.BackfillPolicy | None = None,
 ) -> dg.AssetsDefinition:
-    """The multi-asset over ``partitions``; a range backfill runs as one run unless
-    ``backfill_policy`` splits it."""
+    """The multi-asset over ``partitions``, writing under the dataset ``root`` (the catalog's
+    location of each table); a range backfill runs as one run unless ``backfill_policy`` splits
+    it."""
     checks = day_checks(partitions)
     partition_tz = zone(partitions.timezone)
 
@@ -45,6 +48,7 @@ def build_flow_instance_tables(
                 description=DESCRIPTIONS[table],
                 group_name="enos",
                 kinds={"parquet"},
+                metadata=table_metadata(table, root),
                 skippable=True,
             )
             for table in TABLES
@@ -74,7 +78,7 @@ def build_flow_instance_tables(
                 day_listener(result)
                 if result.ok:
                     committed.append(result.day)
-                    yield from _materializations(result)
+                    yield from _materializations(result, dataset.root)
                     yield from check_results(checks, dataset.root, [result.day])
                 else:
                     failed.append(result)
@@ -93,7 +97,7 @@ def build_flow_instance_tables(
     return flow_instance_tables
 
 
-def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
+def _materializations(result: DayResult, root: str) -> Iterator[dg.AssetMaterialization]:
     figures = result.reconciliation
     shared: dict[str, Any] = {
         name: figures[name]
@@ -112,7 +116,7 @@ def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
     }
     for table in TABLES:
         metadata: dict[str, Any] = {
-            "dagster/row_count": result.rows.get(table, 0),
+            **day_metadata(table, root, result.day, result.rows.get(table, 0)),
             "path": dg.MetadataValue.path(result.paths.get(table, "")),
             **shared,
         }

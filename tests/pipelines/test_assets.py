@@ -40,7 +40,7 @@ TABLES = [
 def materialize(root: Path, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
     partitions = daily_partitions(PipelineSettings(timezone=TIMEZONE, start_date=FIRST_DAY))
     return dg.materialize(
-        [build_flow_instance_tables(partitions)],
+        [build_flow_instance_tables(partitions, str(root))],
         resources=run_resources(PipelineSettings(data_dir=str(root), max_workers=3)),
         tags=tags,
         raise_on_error=False,
