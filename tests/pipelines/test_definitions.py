@@ -36,6 +36,7 @@ def test_definitions_load_from_the_module_dagster_dev_uses() -> None:
         "flow_instances_lookback",
     }
     assert defs.resolve_job_def("flow_instances_job") is not None
+    assert {s.name for s in defs.sensors or []} == {"flow_instances_freshness"}
 
 
 def test_partitions_follow_the_configured_timezone_and_start() -> None:
@@ -58,6 +59,7 @@ def test_every_asset_check_is_declared() -> None:
     assert {a for a, name in checks if name == "rows_refer_to_instances_of_the_day"} == (
         TABLES - {"flow_instances"}
     )
+    assert {a for a, name in checks if name == "freshness_check"} == TABLES
 
 
 def test_the_library_imports_without_dagster() -> None:
