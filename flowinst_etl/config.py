@@ -204,14 +204,13 @@ def _pipeline_problems(values: Mapping[str, Any]) -> Iterator[str]:
 
 def load_dotenv_file(folder: Path | None = None) -> Path | None:
     """Put the variables of ``.env`` in ``folder`` (the working directory) into the environment,
-    as ``dagster dev`` reads that file, except those the environment already sets: the
-    environment wins over the file. Returns the file read, ``None`` when there is none."""
+    over any already set there: ``dg`` and ``dagster`` do the same with that file, so one rule
+    holds for every program (the file wins; a command's flags win over both). Returns the file
+    read, ``None`` when there is none."""
     path = (folder or Path.cwd()) / ".env"
     if not path.is_file():
         return None
-    for name, value in dotenv_values(path).items():
-        if value is not None:
-            os.environ.setdefault(name, value)
+    os.environ.update({k: v for k, v in dotenv_values(path).items() if v is not None})
     return path
 
 
