@@ -19,6 +19,7 @@ from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
 from pipelines.resources import run_resources
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
+from tests.guarantees.harness import REPOSITORY
 from tests.pipelines.conftest import FIRST_DAY
 from tests.pipelines.test_check_history import assert_every_check_resolved_on_its_day
 from tests.support import day_truth, expected_rows
@@ -145,17 +146,16 @@ def test_refused_credentials_fail_before_anything_is_written(
     assert not any(tmp_path.iterdir())
 
 
-def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path: Path) -> None:
+def test_dg_launch_materialises_a_partition_range(enos_env: Emulator, tmp_path: Path) -> None:
+    """README's `dg launch --assets ... --partition-range`, from outside the project folder (dg
+    reads .env from its working directory, and a developer's clone may hold one)."""
     days = [FIRST_DAY + timedelta(days=n) for n in range(2)]
     command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "pipelines.definitions",
-        "--select",
+        str(Path(sys.executable).with_name("dg")),
+        "launch",
+        "--target-path",
+        str(REPOSITORY),
+        "--assets",
         "group:enos",
         "--partition-range",
         f"{days[0]}...{days[-1]}",
@@ -170,7 +170,7 @@ def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path
     done = subprocess.run(
         command,
         env={**os.environ, **settings},
-        cwd=tmp_path,  # Dagster's CLI reads .env from its working directory, over the environment
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,

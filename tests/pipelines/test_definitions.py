@@ -16,7 +16,8 @@ from flowinst_etl.config import PipelineSettings
 from flowinst_etl.exceptions import ConfigError
 from pipelines.definitions import build_definitions
 
-DOCUMENTED_INSTANCE = Path(__file__).parents[2] / "docs" / "dagster.yaml"
+ROOT = Path(__file__).parents[2]
+DOCUMENTED_INSTANCE = ROOT / "docs" / "dagster.yaml"
 TABLES = {
     "flow_instances",
     "flow_instance_tasks",
@@ -37,6 +38,20 @@ def test_definitions_load_from_the_module_dagster_dev_uses() -> None:
     }
     assert defs.resolve_job_def("flow_instances_job") is not None
     assert {s.name for s in defs.sensors or []} == {"flow_instances_freshness"}
+
+
+def test_dg_check_defs_loads_the_project(tmp_path: Path) -> None:
+    """`dg check defs` (CI runs it) finds the project from pyproject's [tool.dg] and loads it."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "check", "defs", "--target-path", str(ROOT)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "All definitions loaded successfully." in done.stdout + done.stderr
 
 
 def test_partitions_follow_the_configured_timezone_and_start() -> None:
