@@ -15,12 +15,15 @@ This sensor evaluates the checks when their verdict can change, and after a run 
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._core.storage.tags import SENSOR_NAME_TAG
 
 from flowinst_etl.windows import zone
 
@@ -53,7 +56,8 @@ def freshness_sensor(
     checks: Sequence[dg.AssetChecksDefinition], timezone: str, deadline: time
 ) -> dg.SensorDefinition:
     """Runs the freshness checks when the due partition changes (a deadline passed), when it
-    arrives for a table, and when a run other than this sensor's left a check skipped. Running
+    arrives for a table, and after runs, other than this sensor's, that left a check skipped
+    (once no other run is in progress, so a backfill of many runs costs one evaluation). Running
     by default: it calls no gateway and launches a run only then."""
     keys = [spec.key for check in checks for spec in check.check_specs]
 
@@ -69,10 +73,14 @@ def freshness_sensor(
         """Evaluate the freshness checks when their verdict can have changed."""
         due = due_partition(datetime.now(zone(timezone)), deadline)
         arrived = [key.asset_key.to_user_string() for key in keys if _has(context, key, due)]
+        seen = json.loads(context.cursor) if context.cursor else {}
         state = f"{due}: {', '.join(arrived) or 'none arrived'}"
-        if state == context.cursor and not _left_skipped(context, keys):
+        skipped_by = _skipping_run(context, keys)
+        if skipped_by is None or _other_runs_in_progress(context):
+            skipped_by = seen.get("skipped_by")  # a backfill's runs: evaluate once after them
+        if state == seen.get("state") and skipped_by == seen.get("skipped_by"):
             return dg.SkipReason(f"unchanged since the last evaluation ({state})")
-        context.update_cursor(state)
+        context.update_cursor(json.dumps({"state": state, "skipped_by": skipped_by}))
         return dg.RunRequest(asset_check_keys=keys)
 
     return flow_instances_freshness
@@ -86,15 +94,23 @@ def _has(context: dg.SensorEvaluationContext, key: dg.AssetCheckKey, partition: 
     return bool(found.records)
 
 
-def _left_skipped(context: dg.SensorEvaluationContext, keys: Sequence[dg.AssetCheckKey]) -> bool:
-    """Whether a check's latest execution was planned by a finished run, not this sensor's, that
-    never evaluated it."""
+def _skipping_run(
+    context: dg.SensorEvaluationContext, keys: Sequence[dg.AssetCheckKey]
+) -> str | None:
+    """The id of a finished run, not this sensor's, that planned a check and never evaluated
+    it, when that is a check's latest execution."""
     summaries = context.instance.event_log_storage.get_asset_check_summary_records(keys)
     for summary in summaries.values():
         latest = summary.last_check_execution_record
         if latest is None or latest.status != AssetCheckExecutionRecordStatus.PLANNED:
             continue
         run = context.instance.get_run_by_id(latest.run_id)
-        if run and run.is_finished and run.tags.get("dagster/sensor_name") != FRESHNESS_SENSOR:
-            return True
-    return False
+        if run and run.is_finished and run.tags.get(SENSOR_NAME_TAG) != FRESHNESS_SENSOR:
+            return run.run_id
+    return None
+
+
+def _other_runs_in_progress(context: dg.SensorEvaluationContext) -> bool:
+    """Whether a run other than this sensor's is queued or running."""
+    records = context.instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+    return any(r.dagster_run.tags.get(SENSOR_NAME_TAG) != FRESHNESS_SENSOR for r in records)

@@ -106,19 +106,28 @@ def test_a_missing_yesterday_fails_its_check_until_it_is_materialised(
         assert recorded(instance, defs) == dict.fromkeys(TABLES, True)
 
 
-def test_a_run_that_skipped_the_checks_gets_them_evaluated(defs: dg.Definitions) -> None:
+def test_a_run_that_skipped_the_checks_gets_them_evaluated_once_runs_end(
+    defs: dg.Definitions,
+) -> None:
     """A run of the tables plans their freshness checks when selected by asset (as `dg launch
-    --assets` and the UI select) and skips them; the sensor evaluates them after it."""
+    --assets`, the UI and its backfills select) and skips them; the sensor evaluates them once
+    no other run is in progress (a backfill's next run would skip them again)."""
     with dg.DagsterInstance.ephemeral() as instance:
         request, cursor = sensor_tick(defs, instance, None)
         run_requested_checks(defs, instance, request)
         implicit = defs.resolve_implicit_global_asset_job_def()
         day = YESTERDAY - timedelta(days=2)
-        assert implicit.execute_in_process(
-            partition_key=day.isoformat(),
-            instance=instance,
-            asset_selection=[dg.AssetKey(t) for t in TABLES],
-        ).success
+        tables = [dg.AssetKey(t) for t in TABLES]
+        skipping = implicit.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, asset_selection=tables
+        )
+        assert skipping.success
+        next_run = dg.DagsterRun(job_name=implicit.name, status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(next_run)
+        waiting, cursor = sensor_tick(defs, instance, cursor)
+        assert isinstance(waiting, dg.SkipReason), "a run is in progress: not yet"
+
+        instance.report_run_failed(next_run)
         request, cursor = sensor_tick(defs, instance, cursor)
         assert isinstance(request, dg.RunRequest)
         assert run_requested_checks(defs, instance, request) == dict.fromkeys(TABLES, False)
