@@ -286,7 +286,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _demo_dagster_home() -> str:
     """Where the demo records its runs: ``DAGSTER_HOME``, else ``.dagster_home`` in the working
-    directory (created), so the Dagster UI README opens next shows the demo's days."""
+    directory (created), so the Dagster UI that README opens next shows the demo's days."""
     home = optional_setting("DAGSTER_HOME")
     if home is None:
         home = str(Path.cwd() / ".dagster_home")

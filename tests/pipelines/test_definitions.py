@@ -85,9 +85,10 @@ def test_the_library_imports_without_dagster() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_the_documented_instance_is_what_readme_says(tmp_path: Path) -> None:
+def test_the_documented_instance_is_what_the_deployment_guide_says(tmp_path: Path) -> None:
     """docs/dagster.yaml loads into an instance with a run queue, a process per run, the enos_api
-    pool limiting whole runs to 3 at a time, and run retries; README shows that same file."""
+    pool limiting whole runs to 3 at a time, and run retries; docs/deployment.md shows that same
+    file."""
     shutil.copy(DOCUMENTED_INSTANCE, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
@@ -98,9 +99,9 @@ def test_the_documented_instance_is_what_readme_says(tmp_path: Path) -> None:
         assert concurrency.run_queue_config is not None
         assert concurrency.run_queue_config.max_concurrent_runs == 6
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
-    readme = (DOCUMENTED_INSTANCE.parents[1] / "README.md").read_text()
-    start = readme.index("```yaml\n# $DAGSTER_HOME/dagster.yaml") + len("```yaml\n")
-    shown = readme[start : readme.index("```", start)]
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    start = guide.index("```yaml\n# $DAGSTER_HOME/dagster.yaml") + len("```yaml\n")
+    shown = guide[start : guide.index("```", start)]
     assert yaml.safe_load(shown) == yaml.safe_load(DOCUMENTED_INSTANCE.read_text())
 
 
