@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, time
@@ -50,6 +51,9 @@ _PIPELINE_NUMBERS = {
     "days_per_run": "FLOWINST_DAYS_PER_RUN",
     "records_in_memory": "FLOWINST_RECORDS_IN_MEMORY",
 }
+
+#: An owner Dagster accepts, besides ``team:NAME``: an email address (Dagster's own pattern).
+_OWNER_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -148,8 +152,9 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
 class PipelineSettings:
     """Where and how the dataset is built: root, partition timezone, first day, parallelism, how
     many days one run of a range backfill covers (``None``: the whole range in one run), how
-    many extracted records wait in memory (the rest in temporary files under ``TMPDIR``), and
-    the time of day, in the partition timezone, by which yesterday's partition is due."""
+    many extracted records wait in memory (the rest in temporary files under ``TMPDIR``), the
+    time of day, in the partition timezone, by which yesterday's partition is due, and who owns
+    the tables (Dagster owners: emails or ``team:NAME``)."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
@@ -159,6 +164,7 @@ class PipelineSettings:
     days_per_run: int | None = None
     records_in_memory: int = RECORDS_IN_MEMORY
     freshness_deadline: time = time(3, 0)
+    owners: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
@@ -180,6 +186,7 @@ class PipelineSettings:
             "freshness_deadline": collect(
                 problems, _time_of_day, env, "FLOWINST_FRESHNESS_DEADLINE"
             ),
+            "owners": _owners(env),
         }
         given = {name: value for name, value in read.items() if value is not None}
         _raise_all([*problems, *_pipeline_problems(given)])
@@ -199,7 +206,9 @@ def _pipeline_problems(values: Mapping[str, Any]) -> Iterator[str]:
         yield from _problems_of(zone, values["timezone"])
     if values.get("data_dir") is not None and not values["data_dir"].strip():
         yield "FLOWINST_DATA_DIR is empty"
-    yield from _out_of_range(values, _PIPELINE_NUMBERS)
+    for owner in values.get("owners") or ():
+        if not (_OWNER_EMAIL.fullmatch(owner) or (owner.startswith("team:") and owner[5:])):
+            yield f"FLOWINST_OWNERS: {owner!r} is neither an email nor team:NAME"
 
 
 def load_dotenv_file(folder: Path | None = None) -> Path | None:
@@ -303,6 +312,12 @@ def _finite(text: str) -> float:
 
 def _integer(env: Mapping[str, str], name: str) -> int | None:
     return _parsed(env, name, int, "a whole number")
+
+
+def _owners(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """``FLOWINST_OWNERS``, comma-separated, as a tuple; ``None`` when unset."""
+    text = _optional(env, "FLOWINST_OWNERS")
+    return None if text is None else tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _time_of_day(env: Mapping[str, str], name: str) -> time | None:

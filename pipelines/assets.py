@@ -3,7 +3,7 @@
 No ``from __future__ import annotations`` here: Dagster reads the asset's annotations at runtime.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -33,10 +33,11 @@ def build_flow_instance_tables(
     partitions: dg.TimeWindowPartitionsDefinition,
     root: str,
     backfill_policy: dg.BackfillPolicy | None = None,
+    owners: Sequence[str] = (),
 ) -> dg.AssetsDefinition:
     """The multi-asset over ``partitions``, writing under the dataset ``root`` (the catalog's
-    location of each table); a range backfill runs as one run unless ``backfill_policy`` splits
-    it."""
+    location of each table) and owned by ``owners``; a range backfill runs as one run unless
+    ``backfill_policy`` splits it."""
     checks = day_checks(partitions)
     partition_tz = zone(partitions.timezone)
 
@@ -49,6 +50,7 @@ def build_flow_instance_tables(
                 group_name="enos",
                 kinds={"parquet"},
                 metadata=table_metadata(table, root),
+                owners=list(owners),
                 skippable=True,
             )
             for table in TABLES

@@ -20,7 +20,9 @@ def build_definitions(settings: PipelineSettings) -> dg.Definitions:
     stops the extraction with it.
     """
     partitions = daily_partitions(settings)
-    tables = build_flow_instance_tables(partitions, settings.data_dir, backfill_policy(settings))
+    tables = build_flow_instance_tables(
+        partitions, settings.data_dir, backfill_policy(settings), settings.owners
+    )
     freshness = freshness_checks(tables, settings.timezone, settings.freshness_deadline)
     # the freshness checks run on their own (their sensor), not in every run of the tables
     job = dg.define_asset_job(

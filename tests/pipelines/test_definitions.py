@@ -105,6 +105,16 @@ def test_the_documented_instance_is_what_the_deployment_guide_says(tmp_path: Pat
     assert yaml.safe_load(shown) == yaml.safe_load(DOCUMENTED_INSTANCE.read_text())
 
 
+def test_the_deployer_names_the_owners_of_the_tables() -> None:
+    settings = PipelineSettings.from_env({"FLOWINST_OWNERS": "team:data, ops@example.com"})
+    graph = build_definitions(settings).resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).owners == ["team:data", "ops@example.com"]
+    assert build_definitions(PipelineSettings()).resolve_asset_graph().get(key).owners == []
+    with pytest.raises(ConfigError, match="FLOWINST_OWNERS: 'data' is neither an email nor team"):
+        PipelineSettings.from_env({"FLOWINST_OWNERS": "team:data, data"})
+
+
 def test_a_range_backfill_is_one_run_unless_days_per_run_is_set() -> None:
     def policy(environ: dict[str, str]) -> dg.BackfillPolicy | None:
         defs = build_definitions(PipelineSettings.from_env(environ))
