@@ -272,9 +272,10 @@ def _demo(args: argparse.Namespace) -> int:
     check_data_root(settings.data_dir, _data_dir_name(args))
     check_dagster_home()
     home = _demo_dagster_home()
-    config = EmulatorConfig(
-        start_day=first - timedelta(days=1), end_day=today, per_day=args.per_day
-    )
+    # Served up to today in the emulator's own timezone, as `flowinst-etl emulator --days A:0`
+    # serves: the newest served day's runs are still moving, so both serve the same data only
+    # when they end on the same day.
+    config = EmulatorConfig(start_day=first - timedelta(days=1), per_day=args.per_day)
     with Emulator(config) as emulator:
         os.environ.update(_demo_environment(emulator.base_url))
         print(f"EnOS emulator on {emulator.base_url}; backfilling {first} .. {last}")
