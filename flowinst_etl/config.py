@@ -209,6 +209,7 @@ def _pipeline_problems(values: Mapping[str, Any]) -> Iterator[str]:
     for owner in values.get("owners") or ():
         if not (_OWNER_EMAIL.fullmatch(owner) or (owner.startswith("team:") and owner[5:])):
             yield f"FLOWINST_OWNERS: {owner!r} is neither an email nor team:NAME"
+    yield from _out_of_range(values, _PIPELINE_NUMBERS)
 
 
 def load_dotenv_file(folder: Path | None = None) -> Path | None:
