@@ -6,8 +6,9 @@ Each configuration launches the same partition backfill through Dagster's GraphQ
 instance configured from docs/dagster.yaml, with ``FLOWINST_DAYS_PER_RUN`` days per run; the daemon
 queues the runs and launches each in its own process. Figures: wall time from the first run queued
 to the last run ended, the most runs in flight at once, and the busiest second the emulator saw
-against the bounds README derives from the settings: pool limit x (ENOS_MAX_REQUESTS_PER_SECOND + 1)
-in any one second, pool limit x ENOS_MAX_REQUESTS_PER_SECOND sustained.
+against the bounds docs/deployment.md derives from the settings: pool limit x
+(ENOS_MAX_REQUESTS_PER_SECOND + 1) in any one second, pool limit x ENOS_MAX_REQUESTS_PER_SECOND
+sustained.
 
     .venv/bin/python -m bench.bench_daemon_backfill [--days 12] [--days-per-run 3] [--rate 20]
 """

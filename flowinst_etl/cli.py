@@ -13,6 +13,7 @@ import gc
 import io
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from flowinst_etl.config import (
     PipelineSettings,
     collect,
     load_dotenv_file,
+    optional_setting,
     out_of_range,
 )
 from flowinst_etl.emulator import DEMO_CREDENTIALS, Emulator, EmulatorConfig
@@ -99,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_range(refresh)
     refresh.set_defaults(handler=_refresh)
     demo = commands.add_parser(
-        "demo", help="backfill the last days from the built-in emulator into ./data"
+        "demo",
+        help="backfill the last days from the built-in emulator into ./data, recorded in "
+        "DAGSTER_HOME (unset: ./.dagster_home)",
     )
     demo.add_argument(
         "--days",
@@ -110,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--per-day",
         type=_whole_number(1, DEMO_MAX_PER_DAY),
-        default=400,
-        help="instances per emulated day (default %(default)s)",
+        default=EmulatorConfig.per_day,
+        help="instances per emulated day (default %(default)s, as the emulator command's: both "
+        "serve the same data for a day)",
     )
     _add_pipeline_options(demo)
     demo.set_defaults(handler=_demo)
@@ -150,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand and return its exit code.
 
     Settings come from the environment and from ``.env`` in the working directory; a variable
-    set in the environment wins over the file.
+    of the file wins over the environment, as in ``dg`` and ``dagster``.
     """
     _survive_any_encoding()
     args = build_parser().parse_args(argv)
@@ -389,16 +394,29 @@ def _demo(args: argparse.Namespace) -> int:
         )
     check_data_root(settings.data_dir, _data_dir_name(args), settings.timezone)
     check_dagster_home()
-    config = EmulatorConfig(
-        start_day=first - timedelta(days=1), end_day=today, per_day=args.per_day
-    )
+    home = _demo_dagster_home()
+    # Served up to today in the emulator's own timezone, as `flowinst-etl emulator --days A:0`
+    # serves: the newest served day's runs are still moving, so both serve the same data only
+    # when they end on the same day.
+    config = EmulatorConfig(start_day=first - timedelta(days=1), per_day=args.per_day)
     with Emulator(config) as emulator:
         os.environ.update(_demo_environment(emulator.base_url))
         print(f"EnOS emulator on {emulator.base_url}; backfilling {first} .. {last}")
         code = _run_backfill(first, last, settings, args.verbose)
     if code != EXIT_INTERRUPTED:
-        print(_next_steps(settings.data_dir, first, last))
+        print(_next_steps(settings.data_dir, first, last, home))
     return code
+
+
+def _demo_dagster_home() -> str:
+    """Where the demo records its runs: ``DAGSTER_HOME``, else ``.dagster_home`` in the working
+    directory (created), so the Dagster UI that README opens next shows the demo's days."""
+    home = optional_setting("DAGSTER_HOME")
+    if home is None:
+        home = str(Path.cwd() / ".dagster_home")
+        Path(home).mkdir(exist_ok=True)
+        os.environ["DAGSTER_HOME"] = home
+    return home
 
 
 def _demo_environment(api_url: str) -> dict[str, str]:
@@ -421,19 +439,20 @@ def _installed(command: str) -> str:
         return str(folder / command)
 
 
-def _next_steps(root: str, first: date, last: date) -> str:
+def _next_steps(root: str, first: date, last: date, home: str) -> str:
     read = (
         f"import flowinst_etl as f; print(f.read_table('flow_instances', '{root}', "
         f"start='{first}', end='{last}').groupby('trigger_date').size())"
     )
     return f"""
-Read the data (more recipes in README 'Reading from notebooks'):
+Read the data (more recipes in README 'Output and reading'):
   {_installed("python")} -c "{read}"
 
-Open the Dagster UI against the emulator (README 'Daily operation with Dagster'):
-  {_installed(PROG)} emulator --port 8090 --days 2026-11-01:0 &   # the built-in EnOS API
+Open the Dagster UI on these days, with the emulator for more (README 'Daily operation'):
+  export DAGSTER_HOME={shlex.quote(home)}   # where the demo recorded its runs
+  {_installed(PROG)} emulator --port 8090 --days 2026-11-01:0 &   # the demo's data, more days
   cp -n .env.example .env               # points ENOS_* at it (-n: keeps an existing .env)
-  {_installed("dagster")} dev                      # then open http://127.0.0.1:3000
+  {_installed("dg")} dev                          # then open http://127.0.0.1:3000
 """
 
 

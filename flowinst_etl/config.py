@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -52,6 +53,9 @@ _PIPELINE_NUMBERS = {
     "days_per_run": "FLOWINST_DAYS_PER_RUN",
     "records_in_memory": "FLOWINST_RECORDS_IN_MEMORY",
 }
+
+#: An owner Dagster accepts, besides ``team:NAME``: an email address (Dagster's own pattern).
+_OWNER_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -150,8 +154,10 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
 class PipelineSettings:
     """Where and how the dataset is built: root, partition timezone, first day, parallelism, the
     recent days re-read in full every morning and the days checked for changes, how many days
-    one run of a range backfill covers (``None``: the whole range in one run), and how many
-    extracted records wait in memory (the rest in temporary files under ``TMPDIR``)."""
+    one run of a range backfill covers (``None``: the whole range in one run), how many
+    extracted records wait in memory (the rest in temporary files under ``TMPDIR``), the time of
+    day, in the partition timezone, by which yesterday's partition is due, and who owns the
+    tables (Dagster owners: emails or ``team:NAME``)."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
@@ -161,6 +167,8 @@ class PipelineSettings:
     refresh_days: int = 30
     days_per_run: int | None = None
     records_in_memory: int = RECORDS_IN_MEMORY
+    freshness_deadline: time = time(3, 0)
+    owners: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
@@ -180,6 +188,10 @@ class PipelineSettings:
             "refresh_days": collect(problems, _integer, env, "FLOWINST_REFRESH_DAYS"),
             "days_per_run": collect(problems, _integer, env, "FLOWINST_DAYS_PER_RUN"),
             "records_in_memory": collect(problems, _integer, env, "FLOWINST_RECORDS_IN_MEMORY"),
+            "freshness_deadline": collect(
+                problems, _time_of_day, env, "FLOWINST_FRESHNESS_DEADLINE"
+            ),
+            "owners": _owners(env),
         }
         given = {name: value for name, value in read.items() if value is not None}
         _raise_all([*problems, *_pipeline_problems(given)])
@@ -199,19 +211,21 @@ def _pipeline_problems(values: Mapping[str, Any]) -> Iterator[str]:
         yield from _problems_of(zone, values["timezone"])
     if values.get("data_dir") is not None and not values["data_dir"].strip():
         yield "FLOWINST_DATA_DIR is empty"
+    for owner in values.get("owners") or ():
+        if not (_OWNER_EMAIL.fullmatch(owner) or (owner.startswith("team:") and owner[5:])):
+            yield f"FLOWINST_OWNERS: {owner!r} is neither an email nor team:NAME"
     yield from _out_of_range(values, _PIPELINE_NUMBERS)
 
 
 def load_dotenv_file(folder: Path | None = None) -> Path | None:
     """Put the variables of ``.env`` in ``folder`` (the working directory) into the environment,
-    as ``dagster dev`` reads that file, except those the environment already sets: the
-    environment wins over the file. Returns the file read, ``None`` when there is none."""
+    over any already set there: ``dg`` and ``dagster`` do the same with that file, so one rule
+    holds for every program (the file wins; a command's flags win over both). Returns the file
+    read, ``None`` when there is none."""
     path = (folder or Path.cwd()) / ".env"
     if not path.is_file():
         return None
-    for name, value in dotenv_values(path).items():
-        if value is not None:
-            os.environ.setdefault(name, value)
+    os.environ.update({k: v for k, v in dotenv_values(path).items() if v is not None})
     return path
 
 
@@ -304,6 +318,23 @@ def _finite(text: str) -> float:
 
 def _integer(env: Mapping[str, str], name: str) -> int | None:
     return _parsed(env, name, int, "a whole number")
+
+
+def _owners(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """``FLOWINST_OWNERS``, comma-separated, as a tuple; ``None`` when unset."""
+    text = _optional(env, "FLOWINST_OWNERS")
+    return None if text is None else tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _time_of_day(env: Mapping[str, str], name: str) -> time | None:
+    return _parsed(env, name, _hours_minutes, "a time of day HH:MM, such as 03:00")
+
+
+def _hours_minutes(text: str) -> time:
+    hours, colon, minutes = text.partition(":")
+    if not (colon and len(hours) == 2 and len(minutes) == 2 and (hours + minutes).isdigit()):
+        raise ValueError(text)
+    return time(int(hours), int(minutes))  # ValueError past 23:59
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool | None:

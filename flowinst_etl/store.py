@@ -15,7 +15,7 @@ extracted" (no commit, no folder).
 
 from __future__ import annotations
 
-from flowinst_etl.storage.filesystem import PARTITION_KEY
+from flowinst_etl.storage.filesystem import PARTITION_KEY, table_uri
 from flowinst_etl.storage.read import PARTITIONING, dataset, read_manifest, read_table, written_days
 from flowinst_etl.storage.write import WrittenDay, repair, write_day
 
@@ -27,6 +27,7 @@ __all__ = [
     "read_manifest",
     "read_table",
     "repair",
+    "table_uri",
     "write_day",
     "written_days",
 ]

@@ -3,7 +3,7 @@
 No ``from __future__ import annotations`` here: Dagster reads the asset's annotations at runtime.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -14,6 +14,7 @@ from flowinst_etl.load import DayResult, load_days
 from flowinst_etl.storage.root import RootRecord, check_root, claim_root
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
+from pipelines.catalog import day_metadata, table_metadata
 from pipelines.checks import check_results, day_checks
 from pipelines.partitions import partition_days
 from pipelines.resources import Dataset, DayListener, EnosGateway
@@ -31,9 +32,12 @@ DESCRIPTIONS = {
 
 def build_flow_instance_tables(
     partitions: dg.TimeWindowPartitionsDefinition,
+    root: str,
     backfill_policy: dg.BackfillPolicy | None = None,
+    owners: Sequence[str] = (),
 ) -> dg.AssetsDefinition:
-    """The multi-asset over ``partitions``; a range backfill runs as one run unless
+    """The multi-asset over ``partitions``, writing under the dataset ``root`` (the catalog's
+    location of each table) and owned by ``owners``; a range backfill runs as one run unless
     ``backfill_policy`` splits it."""
     checks = day_checks(partitions)
     partition_tz = zone(partitions.timezone)
@@ -46,6 +50,8 @@ def build_flow_instance_tables(
                 description=DESCRIPTIONS[table],
                 group_name="enos",
                 kinds={"parquet"},
+                metadata=table_metadata(table, root),
+                owners=list(owners),
                 skippable=True,
             )
             for table in TABLES
@@ -85,7 +91,7 @@ def build_flow_instance_tables(
                     )
                 if result.ok:
                     committed.append(result.day)
-                    yield from _materializations(result)
+                    yield from _materializations(result, dataset.root)
                     yield from check_results(checks, dataset.root, [result.day])
                 else:
                     failed.append(result)
@@ -104,7 +110,7 @@ def build_flow_instance_tables(
     return flow_instance_tables
 
 
-def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
+def _materializations(result: DayResult, root: str) -> Iterator[dg.AssetMaterialization]:
     figures = result.reconciliation
     shared: dict[str, Any] = {
         name: figures[name]
@@ -125,7 +131,7 @@ def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
         shared["change_test"] = result.changes.compared
     for table in TABLES:
         metadata: dict[str, Any] = {
-            "dagster/row_count": result.rows.get(table, 0),
+            **day_metadata(table, root, result.day, result.rows.get(table, 0)),
             "path": dg.MetadataValue.path(result.paths.get(table, "")),
             **shared,
         }

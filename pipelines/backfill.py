@@ -41,7 +41,7 @@ def run_backfill(
         KeyboardInterrupt: SIGINT or SIGTERM stopped the run; days committed before stay.
     """
     partitions = daily_partitions(replace(settings, start_date=min(settings.start_date, first)))
-    tables = build_flow_instance_tables(partitions)
+    tables = build_flow_instance_tables(partitions, settings.data_dir)
     result = dg.materialize(
         [tables],
         instance=_open_instance(verbose),

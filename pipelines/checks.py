@@ -46,41 +46,44 @@ class CommittedDay:
         return self._read[name]
 
 
-#: A rule looks at one committed day and says what is wrong, or None.
-Rule = Callable[[CommittedDay], "str | None"]
+@dataclass(frozen=True)
+class Finding:
+    """What a rule found wrong with a day: how many (0 when it passes) and a few examples."""
+
+    count: int
+    examples: str
+
+
+#: A rule looks at one committed day and says what is wrong.
+Rule = Callable[[CommittedDay], Finding]
 
 
 @dataclass(frozen=True)
 class DayCheck:
-    """One asset check: its spec and the rule it applies to each day."""
+    """One asset check: its spec, the rule it applies to each day, and the name of the number
+    its results carry (a count the UI can plot over time)."""
 
     spec: dg.AssetCheckSpec
     rule: Rule
+    counted: str
 
 
-def _unique_ids(day: CommittedDay) -> str | None:
+def _unique_ids(day: CommittedDay) -> Finding:
     duplicates = duplicate_instance_ids(day.table(INSTANCES))
-    return f"{len(duplicates)} duplicated ids, e.g. {duplicates[:3]}" if duplicates else None
+    return Finding(len(duplicates), str(duplicates[:3]))
 
 
 def _refers_to_instances(table: str) -> Rule:
-    def rule(day: CommittedDay) -> str | None:
+    def rule(day: CommittedDay) -> Finding:
         orphans = orphan_instance_ids(day.table(INSTANCES), day.table(table))
-        return (
-            f"{len(orphans)} instance ids not in {INSTANCES}, e.g. {orphans[:3]}"
-            if orphans
-            else None
-        )
+        return Finding(len(orphans), str(orphans[:3]))
 
     return rule
 
 
-def _matches_task_counts(day: CommittedDay) -> str | None:
+def _matches_task_counts(day: CommittedDay) -> Finding:
     found = task_count_mismatches(day.table(INSTANCES), day.table(TASKS))
-    if not found:
-        return None
-    examples = dict(list(found.items())[:3])
-    return f"{len(found)} instances whose task rows differ from task_count, e.g. {examples}"
+    return Finding(len(found), str(dict(list(found.items())[:3])))
 
 
 def day_checks(partitions: dg.PartitionsDefinition) -> list[DayCheck]:
@@ -97,6 +100,7 @@ def day_checks(partitions: dg.PartitionsDefinition) -> list[DayCheck]:
         DayCheck(
             spec(INSTANCES, "instance_ids_unique", "No instance id occurs twice in a day."),
             _unique_ids,
+            "duplicated_ids",
         ),
         DayCheck(
             spec(
@@ -105,6 +109,7 @@ def day_checks(partitions: dg.PartitionsDefinition) -> list[DayCheck]:
                 "Each instance has as many task rows as its task_count in flow_instances.",
             ),
             _matches_task_counts,
+            "instances_with_other_task_rows",
         ),
     ]
     checks += [
@@ -115,6 +120,7 @@ def day_checks(partitions: dg.PartitionsDefinition) -> list[DayCheck]:
                 f"Every {table} row belongs to an instance of the same day.",
             ),
             _refers_to_instances(table),
+            "instance_ids_not_in_flow_instances",
         )
         for table in CHILD_TABLES
     ]
@@ -129,13 +135,18 @@ def check_results(
     for day in days:
         committed = CommittedDay(root, day)
         for check in checks:
-            problem = check.rule(committed)
+            found = check.rule(committed)
+            metadata: dict[str, dg.MetadataValue] = {
+                check.counted: dg.MetadataValue.int(found.count)
+            }
+            if found.count:
+                metadata["examples"] = dg.MetadataValue.text(found.examples)
             results.append(
                 dg.AssetCheckEvaluation(
                     asset_key=check.spec.asset_key,
                     check_name=check.spec.name,
-                    passed=problem is None,
-                    metadata={"problem": problem or "none"},
+                    passed=found.count == 0,
+                    metadata=metadata,
                     partition=day.isoformat(),
                 )
             )

@@ -6,6 +6,7 @@ import dagster as dg
 
 from flowinst_etl.config import PipelineSettings
 from pipelines.assets import build_flow_instance_tables
+from pipelines.freshness import freshness_checks, freshness_sensor
 from pipelines.partitions import backfill_policy, daily_partitions
 from pipelines.refresh import Clock, refresh_sensor, system_clock
 from pipelines.resources import run_resources
@@ -21,13 +22,24 @@ def build_definitions(settings: PipelineSettings, clock: Clock = system_clock) -
     stops the extraction with it.
     """
     partitions = daily_partitions(settings)
-    tables = build_flow_instance_tables(partitions, backfill_policy(settings))
-    job = dg.define_asset_job("flow_instances_job", selection=[tables])
+    tables = build_flow_instance_tables(
+        partitions, settings.data_dir, backfill_policy(settings), settings.owners
+    )
+    freshness = freshness_checks(tables, settings.timezone, settings.freshness_deadline)
+    # the freshness checks run on their own (their sensor), not in every run of the tables
+    job = dg.define_asset_job(
+        "flow_instances_job",
+        selection=dg.AssetSelection.assets(tables) - dg.AssetSelection.checks(*freshness),
+    )
     return dg.Definitions(
         assets=[tables],
+        asset_checks=freshness,
         jobs=[job],
         schedules=[daily_schedule(job)],
-        sensors=[refresh_sensor(job, settings, clock)],
+        sensors=[
+            refresh_sensor(job, settings, clock),
+            freshness_sensor(freshness, settings.timezone, settings.freshness_deadline),
+        ],
         resources=run_resources(settings),
         executor=dg.in_process_executor,
     )

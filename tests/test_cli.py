@@ -70,18 +70,19 @@ def test_backfill_commits_every_day_and_prints_a_summary(
     assert_days_exact(emulator, tmp_path / "out", [FIRST, FIRST + timedelta(days=1), LAST], "UTC")
 
 
-def test_settings_come_from_dot_env_and_the_environment_wins(
+def test_settings_come_from_dot_env_and_the_file_wins_as_in_dagster(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     env = emulator_environment(emulator)
-    # the file holds every credential and a dead gateway URL; the environment holds the right URL
+    # the file holds every credential and the right URL; the environment holds a dead URL
     lines = [f"{name}={env[name]}" for name in (*ENOS_VARIABLES, "ENOS_USER_ID")]
-    lines.append(f"ENOS_API_URL=http://127.0.0.1:{closed_port()}")
     (tmp_path / ".env").write_text("\n".join(lines) + "\nFLOWINST_DATA_DIR=from-dotenv\n")
-    only_url = emulator_environment(
-        emulator, **{name: None for name in (*ENOS_VARIABLES[1:], "ENOS_USER_ID")}
+    dead_url = emulator_environment(
+        emulator,
+        ENOS_API_URL=f"http://127.0.0.1:{closed_port()}",
+        **{name: None for name in (*ENOS_VARIABLES[1:], "ENOS_USER_ID")},
     )
-    done = run_cli("backfill", str(FIRST), str(FIRST), env=only_url, cwd=tmp_path)
+    done = run_cli("backfill", str(FIRST), str(FIRST), env=dead_url, cwd=tmp_path)
     assert done.returncode == 0, describe(done)
     assert_days_exact(emulator, tmp_path / "from-dotenv", [FIRST], "UTC")
 
@@ -225,7 +226,8 @@ def test_version_and_help_show_what_a_user_needs(tmp_path: Path) -> None:
         r"flowinst-etl \d+\.\d+\.\d+\S*\n", version.stdout
     )
     demo = run_cli("demo", "--help", env=env, cwd=tmp_path)
-    assert "instances per emulated day (default 400)" in " ".join(demo.stdout.split())
+    shown = " ".join(demo.stdout.split())
+    assert "instances per emulated day (default 200, as the emulator command's" in shown
     assert "how many days up to yesterday (default 7)" in " ".join(demo.stdout.split())
 
 
@@ -306,9 +308,7 @@ def test_an_interrupt_exits_130_and_lists_the_committed_days(
 
 
 def test_demo_runs_the_main_job_and_its_hints_work(tmp_path: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    env = {**emulator_environment_without_enos(), "DAGSTER_HOME": str(home)}
+    env = emulator_environment_without_enos()
     done = run_cli("demo", "--days", "2", "--per-day", "60", env=env, cwd=tmp_path)
     assert done.returncode == 0, describe(done)
     # the days come from the demo's own output, so a run across midnight reads the right ones
@@ -332,7 +332,10 @@ def test_demo_runs_the_main_job_and_its_hints_work(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("MINE=kept\n")
     subprocess.run(copy.group(1), shell=True, cwd=tmp_path, timeout=30, check=False)
     assert (tmp_path / ".env").read_text() == "MINE=kept\n", "the hint overwrote .env"
-    # the materialisations are in DAGSTER_HOME, where `dagster dev` shows them
+    # without DAGSTER_HOME the runs are recorded in ./.dagster_home, which the hint exports for
+    # `dg dev`: the UI shows the demo's days
+    home = tmp_path / ".dagster_home"
+    assert f"  export DAGSTER_HOME={home}   #" in done.stdout
     with dg.DagsterInstance.from_config(str(home)) as instance:
         materialized = instance.get_materialized_partitions(dg.AssetKey("flow_instances"))
     assert {first.isoformat(), last.isoformat()} <= set(materialized)

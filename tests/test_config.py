@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time
 
 import pytest
 
@@ -50,10 +50,16 @@ def test_bad_settings_name_the_variable(change: dict[str, str | None], message: 
 
 def test_pipeline_settings_defaults_and_overrides() -> None:
     assert PipelineSettings.from_env({}).timezone == "UTC"
+    assert PipelineSettings.from_env({}).freshness_deadline == time(3, 0)
     settings = PipelineSettings.from_env(
-        {"FLOWINST_TIMEZONE": "Asia/Shanghai", "FLOWINST_START_DATE": "2026-05-01"}
+        {
+            "FLOWINST_TIMEZONE": "Asia/Shanghai",
+            "FLOWINST_START_DATE": "2026-05-01",
+            "FLOWINST_FRESHNESS_DEADLINE": "05:30",
+        }
     )
     assert settings.start_date == date(2026, 5, 1)
+    assert settings.freshness_deadline == time(5, 30)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +68,8 @@ def test_pipeline_settings_defaults_and_overrides() -> None:
         ({"FLOWINST_TIMEZONE": "Nowhere/City"}, "unknown timezone"),
         ({"FLOWINST_START_DATE": "2026-02-31"}, "invalid date"),
         ({"FLOWINST_MAX_WORKERS": "0"}, "FLOWINST_MAX_WORKERS"),
+        ({"FLOWINST_FRESHNESS_DEADLINE": "24:00"}, "FRESHNESS_DEADLINE='24:00' is not a time of"),
+        ({"FLOWINST_FRESHNESS_DEADLINE": "3:00"}, "FRESHNESS_DEADLINE='3:00' is not a time of"),
     ],
 )
 def test_bad_pipeline_settings_name_the_problem(env: dict[str, str], message: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
@@ -85,6 +86,11 @@ class Store:
 
     def url(self, path: str) -> str:
         return path if self.local else self.fs.unstrip_protocol(path)
+
+    def uri(self, path: str) -> str:
+        """``path`` as a URI: ``file://`` on a local disk, the filesystem's URL elsewhere. The
+        ``=`` of a partition folder stays as it is: RFC 3986 allows it in a path."""
+        return "file://" + quote(path, safe="/=") if self.local else self.fs.unstrip_protocol(path)
 
     @contextlib.contextmanager
     def create(self, path: str) -> Iterator[Any]:
@@ -192,3 +198,20 @@ def fsync_folder(folder: str) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def table_uri(
+    root: str,
+    table: str,
+    day: date | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> str:
+    """Where a table lives, or one day of it: the URI of its folder or of the day's partition
+    folder (``file:///…/flow_instances/trigger_date=2026-11-01``, ``s3://bucket/x/…``).
+
+    Raises:
+        ConfigError: the root is empty or fsspec cannot open it.
+    """
+    store = Store.open(root, storage_options)
+    return store.uri(store.table(table) if day is None else store.folder(table, day))

@@ -324,7 +324,7 @@ def test_a_gateway_refusing_after_the_preflight_fails_the_run_and_writes_nothing
 def materialize(root: Path) -> dg.ExecuteInProcessResult:
     partitions = daily_partitions(PipelineSettings(timezone=TIMEZONE, start_date=DAY))
     return dg.materialize(
-        [build_flow_instance_tables(partitions)],
+        [build_flow_instance_tables(partitions, str(root))],
         resources=run_resources(PipelineSettings(data_dir=str(root), max_workers=2)),
         partition_key=DAY.isoformat(),
         raise_on_error=False,

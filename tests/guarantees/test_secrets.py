@@ -146,7 +146,7 @@ def test_a_backfill_leaves_no_secret_behind(
 def materialize(root: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     partitions = daily_partitions(PipelineSettings(timezone=TIMEZONE, start_date=DAY))
     return dg.materialize(
-        [build_flow_instance_tables(partitions)],
+        [build_flow_instance_tables(partitions, str(root))],
         instance=instance,
         resources=run_resources(PipelineSettings(data_dir=str(root), max_workers=2)),
         partition_key=DAY.isoformat(),

@@ -174,11 +174,12 @@ def launch_backfill(instance: dg.DagsterInstance, workspace: Path, partitions: l
 
 
 def retry_by_hand(instance: dg.DagsterInstance, workspace: Path, run_id: str) -> str:
-    """Retry the failed run ``run_id`` as README tells a user to: re-execute it from failure, as
-    the UI's button does, then tag it ``dagster/auto_retry_run_id`` with the new run, as Dagster's
-    retry daemon tags a run it retries. Without the tag the backfill waits for ever for the retry
-    ``dagster/will_retry=true`` promises (``DagsterRun.is_complete_and_waiting_to_retry``). The new
-    run keeps the parent's tags, so it belongs to the same backfill. Returns its id."""
+    """Retry the failed run ``run_id`` as docs/deployment.md tells a user to: re-execute it from
+    failure, as the UI's button does, then tag it ``dagster/auto_retry_run_id`` with the new run,
+    as Dagster's retry daemon tags a run it retries. Without the tag the backfill waits for ever
+    for the retry ``dagster/will_retry=true`` promises
+    (``DagsterRun.is_complete_and_waiting_to_retry``). The new run keeps the parent's tags, so it
+    belongs to the same backfill. Returns its id."""
     params = {"parentRunId": run_id, "strategy": "FROM_FAILURE"}
     launched = graphql(instance, workspace, REEXECUTE, {"params": params})
     launched = launched["launchRunReexecution"]

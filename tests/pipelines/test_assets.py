@@ -20,7 +20,7 @@ from pipelines.assets import build_flow_instance_tables
 from pipelines.partitions import daily_partitions
 from pipelines.resources import run_resources
 from pipelines.schedules import RANGE_END_TAG, RANGE_START_TAG
-from tests.guarantees.harness import snapshot
+from tests.guarantees.harness import REPOSITORY, snapshot
 from tests.pipelines.conftest import FIRST_DAY
 from tests.pipelines.test_check_history import assert_every_check_resolved_on_its_day
 from tests.support import day_truth, expected_rows
@@ -42,7 +42,7 @@ TABLES = [
 def materialize(root: Path, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
     partitions = daily_partitions(PipelineSettings(timezone=TIMEZONE, start_date=FIRST_DAY))
     return dg.materialize(
-        [build_flow_instance_tables(partitions)],
+        [build_flow_instance_tables(partitions, str(root))],
         resources=run_resources(PipelineSettings(data_dir=str(root), max_workers=3)),
         tags=tags,
         raise_on_error=False,
@@ -163,17 +163,16 @@ def test_a_root_of_another_zone_fails_the_run_before_any_request(
     assert snapshot(tmp_path) == before
 
 
-def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path: Path) -> None:
+def test_dg_launch_materialises_a_partition_range(enos_env: Emulator, tmp_path: Path) -> None:
+    """README's `dg launch --assets ... --partition-range`, from outside the project folder (dg
+    reads .env from its working directory, and a developer's clone may hold one)."""
     days = [FIRST_DAY + timedelta(days=n) for n in range(2)]
     command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "pipelines.definitions",
-        "--select",
+        str(Path(sys.executable).with_name("dg")),
+        "launch",
+        "--target-path",
+        str(REPOSITORY),
+        "--assets",
         "group:enos",
         "--partition-range",
         f"{days[0]}...{days[-1]}",
@@ -188,7 +187,7 @@ def test_dagster_cli_materialises_a_partition_range(enos_env: Emulator, tmp_path
     done = subprocess.run(
         command,
         env={**os.environ, **settings},
-        cwd=tmp_path,  # Dagster's CLI reads .env from its working directory, over the environment
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,

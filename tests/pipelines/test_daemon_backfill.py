@@ -101,7 +101,7 @@ def backfill(home: Path, env: dict[str, str], kill_one: bool) -> Backfilled:
     """The 12-day backfill through the daemon; with ``kill_one``, one run is killed mid-way.
 
     Should Dagster's retry daemon pass over the killed run (``missed_by_retry_daemon``), the run
-    is retried by hand as README tells a user to."""
+    is retried by hand as docs/deployment.md tells a user to."""
     killed: list[str] = []
     retried: list[str] = []
 
@@ -172,10 +172,10 @@ def backfill_with_a_killed_run(gateway: Emulator, folder: Path) -> Backfilled:
 def test_a_daemon_backfill_runs_in_pooled_processes_and_a_killed_run_is_retried(
     gateway: Emulator, tmp_path: Path
 ) -> None:
-    """Dagster's retry daemon retries the killed run. Dagster 1.13's can pass over one (README,
-    "A failed run left unretried"); the run is then retried by hand as README says, the backfill
-    must still end exact, and it is run once more, where the daemon itself must retry: one miss is
-    Dagster's race, two in a row a daemon that does not retry."""
+    """Dagster's retry daemon retries the killed run. Dagster 1.13's can pass over one
+    (docs/deployment.md, "A failed run left unretried"); the run is then retried by hand as that
+    page says, the backfill must still end exact, and it is run once more, where the daemon
+    itself must retry: one miss is Dagster's race, two in a row a daemon that does not retry."""
     first = backfill_with_a_killed_run(gateway, tmp_path / "first")
     if first.retried_by_hand is None:
         return

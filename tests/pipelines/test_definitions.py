@@ -16,7 +16,8 @@ from flowinst_etl.config import PipelineSettings
 from flowinst_etl.exceptions import ConfigError
 from pipelines.definitions import build_definitions
 
-DOCUMENTED_INSTANCE = Path(__file__).parents[2] / "docs" / "dagster.yaml"
+ROOT = Path(__file__).parents[2]
+DOCUMENTED_INSTANCE = ROOT / "docs" / "dagster.yaml"
 TABLES = {
     "flow_instances",
     "flow_instance_tasks",
@@ -34,6 +35,21 @@ def test_definitions_load_from_the_module_dagster_dev_uses() -> None:
     assert {s.name for s in defs.schedules or []} == {"flow_instances_daily"}
     assert {s.name for s in defs.sensors or []} == {"flow_instances_refresh"}
     assert defs.resolve_job_def("flow_instances_job") is not None
+    assert {s.name for s in defs.sensors or []} == {"flow_instances_freshness"}
+
+
+def test_dg_check_defs_loads_the_project(tmp_path: Path) -> None:
+    """`dg check defs` (CI runs it) finds the project from pyproject's [tool.dg] and loads it."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "check", "defs", "--target-path", str(ROOT)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "All definitions loaded successfully." in done.stdout + done.stderr
 
 
 def test_partitions_follow_the_configured_timezone_and_start() -> None:
@@ -56,6 +72,7 @@ def test_every_asset_check_is_declared() -> None:
     assert {a for a, name in checks if name == "rows_refer_to_instances_of_the_day"} == (
         TABLES - {"flow_instances"}
     )
+    assert {a for a, name in checks if name == "freshness_check"} == TABLES
 
 
 def test_the_library_imports_without_dagster() -> None:
@@ -66,9 +83,10 @@ def test_the_library_imports_without_dagster() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_the_documented_instance_is_what_readme_says(tmp_path: Path) -> None:
+def test_the_documented_instance_is_what_the_deployment_guide_says(tmp_path: Path) -> None:
     """docs/dagster.yaml loads into an instance with a run queue, a process per run, the enos_api
-    pool limiting whole runs to 3 at a time, and run retries; README shows that same file."""
+    pool limiting whole runs to 3 at a time, and run retries; docs/deployment.md shows that same
+    file."""
     shutil.copy(DOCUMENTED_INSTANCE, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
@@ -79,10 +97,20 @@ def test_the_documented_instance_is_what_readme_says(tmp_path: Path) -> None:
         assert concurrency.run_queue_config is not None
         assert concurrency.run_queue_config.max_concurrent_runs == 6
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
-    readme = (DOCUMENTED_INSTANCE.parents[1] / "README.md").read_text()
-    start = readme.index("```yaml\n# $DAGSTER_HOME/dagster.yaml") + len("```yaml\n")
-    shown = readme[start : readme.index("```", start)]
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    start = guide.index("```yaml\n# $DAGSTER_HOME/dagster.yaml") + len("```yaml\n")
+    shown = guide[start : guide.index("```", start)]
     assert yaml.safe_load(shown) == yaml.safe_load(DOCUMENTED_INSTANCE.read_text())
+
+
+def test_the_deployer_names_the_owners_of_the_tables() -> None:
+    settings = PipelineSettings.from_env({"FLOWINST_OWNERS": "team:data, ops@example.com"})
+    graph = build_definitions(settings).resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).owners == ["team:data", "ops@example.com"]
+    assert build_definitions(PipelineSettings()).resolve_asset_graph().get(key).owners == []
+    with pytest.raises(ConfigError, match="FLOWINST_OWNERS: 'data' is neither an email nor team"):
+        PipelineSettings.from_env({"FLOWINST_OWNERS": "team:data, data"})
 
 
 def test_a_range_backfill_is_one_run_unless_days_per_run_is_set() -> None:
