@@ -84,7 +84,7 @@ def catcher(name: str, workers: int) -> str:
             text=True,
             check=False,
         )
-    failed = re.findall(r"^FAILED (\S+)", done.stdout, re.MULTILINE)
+    failed = re.findall(r"^FAILED (.+?)(?: - .*)?$", done.stdout, re.MULTILINE)
     return failed[0] if failed else ("-" if done.returncode == 0 else f"exit {done.returncode}")
 
 

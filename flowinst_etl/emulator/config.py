@@ -26,6 +26,7 @@ DEFECTS = (
     "ignores_type",
     "ignores_expression",
     "fractional_triggers",
+    "cut_before_sort",
 )
 TIMESTAMP_SHOWS = ("update", "create")
 UPDATE_TIMES = ("move", "frozen")
@@ -157,7 +158,8 @@ class EmulatorConfig:
             "unsorted" (each page in descending trigger order), "ignores_type" (every scheduling
             type answers the instances of all three), "ignores_expression" (``expression``
             matches every instance), "fractional_triggers" (trigger times
-            written with half a second); ``None`` for none.
+            written with half a second), "cut_before_sort" (a page cut from the matches in id
+            order, then sorted by trigger time); ``None`` for none.
     """
 
     host: str = "127.0.0.1"

@@ -120,7 +120,11 @@ class InstanceStore:
             served = query
             if config.defect == "oversized_pages":
                 served = replace(query, page_size=query.page_size + 1)
-            page = order_page(matches, served, config.tie_order, config.seed)
+            if config.defect == "cut_before_sort":
+                cut = sorted(matches, key=lambda item: item.instance_id)
+                page = sorted(cut[served.offset : served.offset + served.page_size], key=_position)
+            else:
+                page = order_page(matches, served, config.tie_order, config.seed)
             page = [item for item in page if not config.hides(item.flow.flow_id)]
             if config.defect == "unsorted":
                 page.reverse()

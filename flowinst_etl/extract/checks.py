@@ -91,6 +91,24 @@ def ascending(scheduling_type: int, rows: Sequence[Seen]) -> None:
             )
 
 
+def prefix(scheduling_type: int, page: Sequence[Seen], smaller: Sequence[Seen]) -> None:
+    """A smaller first page of the same span is the start of the larger one: rows cut before
+    they are sorted (LIMIT applied in another order) would make every page a sample."""
+    if not smaller:
+        refuse(scheduling_type, "a first page asked again with fewer rows came back empty")
+    bound = page[len(smaller) - 1].trigger_ms
+    held = {row.instance_id for row in page}
+    for row in smaller:
+        if row.trigger_ms > bound or (row.trigger_ms < bound and row.instance_id not in held):
+            refuse(
+                scheduling_type,
+                f"a first page of {len(smaller)} rows held instance {row.instance_id} at "
+                f"{iso(row.trigger_ms)}, which the first page of {len(page)} rows of the same "
+                "window did not hold before its row at " + iso(bound) + ": the gateway cuts "
+                "pages before sorting them by trigger time",
+            )
+
+
 def starts_at(scheduling_type: int, at_ms: int, first_ms: int | None, still_there: bool) -> None:
     """An answer asked from an instant where rows were read begins with rows of that instant,
     unless they are gone (``still_there`` is what the second, asked alone, answered)."""
@@ -124,16 +142,16 @@ def parts_cover(
     if present:
         refuse(
             scheduling_type,
-            f"re-reading second {iso(second_ms)} in parts by id did not find {present[0]}, "
-            "which its whole id still finds: the gateway's expression does not split ids "
-            "by their flow-id suffix",
+            f"re-reading second {iso(second_ms)} did not find {present[0]}, which asking by its "
+            "whole id still finds: the gateway's answers for that second are incomplete (a cap "
+            "on filtered queries, or an expression that does not split ids by flow-id suffix)",
         )
     if not finds_ids:
         refuse(
             scheduling_type,
-            f"re-reading second {iso(second_ms)} in parts by id did not find {lost}, seen "
-            "there before, and the gateway's expression does not find an instance by its id, "
-            "so a second that fills a page cannot be read whole",
+            f"re-reading second {iso(second_ms)} did not find {lost}, seen there before, and "
+            "the gateway's expression does not find an instance by its id, so a second that "
+            "fills a page cannot be read whole",
         )
 
 
@@ -149,15 +167,6 @@ def straggler_known(
             f"by offset pages but {found} when read in parts: an instance of flow {suffix} "
             "itself could not be read, or that second changed while it was read",
         )
-
-
-def page_numbers_unknown(scheduling_type: int, second_ms: int, expression: str) -> NoReturn:
-    """Counting by offset pages needs to know whether page 1 follows page 0 or repeats it."""
-    refuse(
-        scheduling_type,
-        f"second {iso(second_ms)} must be counted by offset pages for {expression!r}, but no "
-        "answer has shown yet whether page 1 follows page 0 or repeats it",
-    )
 
 
 def depth(scheduling_type: int, second_ms: int, suffix: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from flowinst_etl.exceptions import FatalApiError
+from flowinst_etl.exceptions import FatalApiError, FlowinstError, IncompleteExtractionError
 from flowinst_etl.gateway.client import EnosClient, SearchQuery
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ class Conventions:
         page_size: the rows a full page holds: ``requested_page_size``, or the gateway's cap.
         page_size_capped: whether ``page_size`` was lowered to a cap the gateway showed.
         longest: the most rows one answer held so far (a cap is never below it).
+        prefix_checked: whether a first page was checked to be a prefix of its span;
+            ``prefix_failure`` what refused it, then every window's refusal.
         tie_page_size_limit: the ``pageSize`` asked for a tied second: ``TIE_PAGE_SIZE``, or
             ``requested_page_size`` once the gateway refused it with 62102.
     """
@@ -54,6 +56,8 @@ class Conventions:
     page_size_capped: bool = False
     longest: int = 0
     tie_page_size_limit: int = TIE_PAGE_SIZE
+    prefix_checked: bool = False
+    prefix_failure: IncompleteExtractionError | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
@@ -66,24 +70,31 @@ class Conventions:
     def first_page(self) -> int:
         return 1 if self.first_page_no is None else self.first_page_no
 
-    def next_page(self, page_no: int) -> int | None:
-        """The page after ``page_no`` by offset, or ``None`` while unknown."""
-        if self.first_page_no == 1 or self.zero_based:
+    def next_page(self, page_no: int) -> int:
+        """The page after ``page_no`` by offset (page 0 read as 1 is followed by page 2)."""
+        if self.first_page() == 1 or self.zero_based:
             return page_no + 1
-        if self.zero_based is False:
-            return max(page_no, 1) + 1
-        return None
+        return max(page_no, 1) + 1
 
     def judge(self, rows: int, asked: int) -> tuple[bool, bool]:
         """Whether an answer of ``rows`` rows for ``pageSize`` ``asked`` is full (it may have
-        been cut by the page size or the cap), and whether it is whole: short, and shorter than
-        a page the gateway served before or than its known cap, so no cap cut it. Notes the
-        length."""
+        been cut by the page size or the cap), and whether it is whole: empty, or short and
+        shorter than an answer the gateway served before, so no cap cut it. Notes the length;
+        an answer longer than a learnt cap lifts it.
+        """
         with self.lock:
+            longest = self.longest
+            if self.page_size_capped and rows > self.page_size:
+                log.warning(
+                    "the gateway served %d rows to a page: it has no cap of %d",
+                    rows,
+                    self.page_size,
+                )
+                self.page_size, self.page_size_capped = self.requested_page_size, False
             cut_at = min(asked, self.page_size) if self.page_size_capped else asked
             full = rows >= cut_at
-            whole = not full and (self.page_size_capped or rows < self.longest)
-            self.longest = max(self.longest, rows)
+            whole = not full and (rows == 0 or rows < longest)
+            self.longest = max(longest, rows)
         return full, whole
 
     def tie_page_size(self) -> int:
@@ -138,39 +149,56 @@ def learn_sorter(conventions: Conventions, client: EnosClient, start_ms: int) ->
 def learn_first_page(conventions: Conventions, ask: Callable[[int], Answer]) -> Answer:
     """The first page of a window, learning on the way which ``pageNo`` is the first.
 
-    Page 1 and page 0 are both asked. Page 0 is the first page where it is accepted and starts
-    no later than page 1 (0-based, or 0 read as 1); otherwise page 1 is. Whether page 1 follows
-    page 0 or repeats it (needed only to count a tied second by offset pages) is learnt from the
-    same two answers where they tell: the same ids, or page 1 starting after page 0 ends. Until
-    both are known every walk asks both. Later answers check the first page again: each re-read
+    Page 1 and page 0 are both asked until the answers tell. Page 0 refused or failing, empty
+    where page 1 is not, or starting after page 1, is no first page: page 1 is. The same rows
+    on both mean 0 is read as 1. Otherwise page 0 is a first page (0-based, where page 1
+    continues it, or 1-based with 0 read as 1 under ties in another order). Whether page 1
+    follows page 0 (needed only to count a tied second by offset pages) is learnt from the same
+    answers, or by ``learn_zero_based``. Later answers check the first page again: each re-read
     from an instant must begin at that instant (see ``walker``).
     """
-    if conventions.first_page_no is None or conventions.zero_based is None:
+    if conventions.first_page_no is None:
         with conventions.lock:
-            if conventions.first_page_no is None or conventions.zero_based is None:
+            if conventions.first_page_no is None:
                 return _learn_first_page(conventions, ask)
-    assert conventions.first_page_no is not None
     return ask(conventions.first_page_no)
 
 
 def _learn_first_page(conventions: Conventions, ask: Callable[[int], Answer]) -> Answer:
     one = ask(1)
     try:
-        zero = ask(0)
-    except FatalApiError as error:
-        if error.code != INVALID_PARAMETER:
-            raise
+        zero: Answer | None = ask(0)
+    except FlowinstError:
+        zero = None  # page 0 refused or failing: pages count from 1
+    if zero is None:
         conventions.first_page_no, conventions.zero_based = 1, False
         return one
     if not zero.rows and not one.rows:
         return one  # an empty window shows nothing
-    first = bool(zero.rows) and (not one.rows or one.rows[0].trigger_ms >= zero.rows[0].trigger_ms)
-    if conventions.first_page_no is None:
-        conventions.first_page_no = 0 if first else 1
-    if not first:
-        conventions.zero_based = False  # page 0 is not a first page: pages count from 1
-    elif {r.instance_id for r in zero.rows} == {r.instance_id for r in one.rows}:
-        conventions.zero_based = False
-    elif one.rows and zero.full and one.rows[0].trigger_ms > zero.last_ms:
-        conventions.zero_based = True
+    zero_ids, one_ids = {r.instance_id for r in zero.rows}, {r.instance_id for r in one.rows}
+    if not zero.rows or (one.rows and one.rows[0].trigger_ms < zero.rows[0].trigger_ms):
+        conventions.first_page_no = 1  # page 0 is no first page
+    elif zero_ids == one_ids:
+        conventions.first_page_no, conventions.zero_based = 1, False  # 0 read as 1
+    elif not one.rows or (not zero_ids & one_ids and one.rows[0].trigger_ms >= zero.last_ms):
+        conventions.first_page_no, conventions.zero_based = 0, True  # page 1 follows page 0
+    else:
+        conventions.first_page_no = 0  # a first page either way; ties told nothing more
     return zero if conventions.first_page_no == 0 else one
+
+
+def learn_zero_based(conventions: Conventions, ask: Callable[[int], Answer]) -> None:
+    """Whether page 1 follows page 0 or repeats it, from one-row pages 0 and 1 of a span with
+    at least two rows: the same row, or page 0 refused, means pages count from 1. A wrong
+    reading here makes an offset count disagree with the rows read, which refuses the day."""
+    with conventions.lock:
+        if conventions.zero_based is not None:
+            return
+        try:
+            zero = ask(0)
+        except FlowinstError:
+            conventions.zero_based = False
+            return
+        one = ask(1)
+        same = [r.instance_id for r in zero.rows] == [r.instance_id for r in one.rows]
+        conventions.zero_based = not same

@@ -15,12 +15,15 @@ the instances read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
-from flowinst_etl.exceptions import FatalApiError
+from flowinst_etl.exceptions import ApiError, FatalApiError, RetriableApiError, TransportError
 from flowinst_etl.extract import checks
 from flowinst_etl.extract.answers import SECOND_MS, Answer, Asker, Seen, Span
-from flowinst_etl.extract.conventions import INVALID_PARAMETER
+from flowinst_etl.extract.conventions import INVALID_PARAMETER, learn_zero_based
+
+log = logging.getLogger(__name__)
 
 #: The longest flow-id suffix a tied second is split by.
 SPLIT_DEPTH = 6
@@ -61,9 +64,17 @@ def _ask(asker: Asker, span: Span, page_no: int | None = None) -> Answer:
     size = conventions.tie_page_size()
     try:
         return asker.ask(span, page_no, size)
-    except FatalApiError as error:
-        if error.code != INVALID_PARAMETER or size == conventions.requested_page_size:
+    except (ApiError, TransportError) as error:
+        refused = isinstance(error, RetriableApiError | TransportError) or (
+            isinstance(error, FatalApiError) and error.code == INVALID_PARAMETER
+        )
+        if not refused or size == conventions.requested_page_size:
             raise
+        log.warning(
+            "the gateway failed pageSize %d (%s); tied seconds are asked with ENOS_PAGE_SIZE",
+            size,
+            type(error).__name__,
+        )
         with conventions.lock:
             conventions.tie_page_size_limit = conventions.requested_page_size
         return asker.ask(span, page_no, conventions.requested_page_size)
@@ -101,18 +112,20 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
 def _paged(asker: Asker, span: Span) -> tuple[int, dict[str, Seen]]:
     """How many rows whose id holds the expression ``span`` has by offset pages (until a whole
     page), and those rows by id."""
+    conventions = asker.conventions
+    if conventions.first_page() == 0 and conventions.zero_based is None:
+        learn_zero_based(conventions, lambda no: asker.ask(span, no, 1))
     rows: dict[str, Seen] = {}
     positions = 0
-    page_no: int | None = asker.conventions.first_page()
-    while page_no is not None:
+    page_no = conventions.first_page()
+    while True:
         answer = _ask(asker, span, page_no)
         matching = [row for row in answer.rows if span.expression in row.instance_id.lower()]
         positions += len(matching)
         rows.update((row.instance_id, row) for row in matching)
         if answer.whole or not answer.rows:
             return positions, rows
-        page_no = asker.conventions.next_page(page_no)
-    checks.page_numbers_unknown(asker.scheduling_type, span.start_ms, span.expression)
+        page_no = conventions.next_page(page_no)
 
 
 def _flow_part(row: Seen) -> str:

@@ -11,6 +11,7 @@ relied on, and instances inserted or deleted behind the cursor shift nothing.
 
 from __future__ import annotations
 
+from flowinst_etl.exceptions import IncompleteExtractionError
 from flowinst_etl.extract import checks
 from flowinst_etl.extract.answers import SECOND_MS, Answer, Asker, Row, Seen, Span
 from flowinst_etl.extract.conventions import learn_first_page
@@ -67,6 +68,8 @@ class CursorWalk:
                 cursor, reread = last + SECOND_MS, False
                 answer = self._ask(cursor)
             else:
+                if answer.full:
+                    self._check_prefix_once(answer)
                 short, cursor, reread = answer, last, True
                 answer = self._ask(cursor)
                 if not short.full and answer.rows and answer.last_ms > last:
@@ -95,20 +98,44 @@ class CursorWalk:
         its rows are gone: asked alone, the second must then be empty."""
         if answer.rows and answer.rows[0].trigger_ms == cursor:
             return
-        alone = self.asker.ask(Span(cursor, cursor + SECOND_MS))
+        # Asked with the second before it too, so that bounds read coarser than asked (whole
+        # seconds, say) cannot hide the second as they may have hidden it from the answer.
+        around = self.asker.ask(Span(cursor - SECOND_MS, cursor + SECOND_MS))
+        still_there = any(row.trigger_ms == cursor for row in around.rows)
         first = answer.rows[0].trigger_ms if answer.rows else None
-        checks.starts_at(self.asker.scheduling_type, cursor, first, bool(alone.rows))
+        checks.starts_at(self.asker.scheduling_type, cursor, first, still_there)
+
+    def _check_prefix_once(self, answer: Answer) -> None:
+        """Once per run: a first page is a prefix of its span in trigger order (the gateway
+        sorts before it cuts the page), so the first half of it, asked alone, is its first
+        half. A gateway shown to cut first fails every window after, too."""
+        conventions = self.asker.conventions
+        with conventions.lock:
+            if conventions.prefix_failure is not None:
+                raise conventions.prefix_failure
+            if conventions.prefix_checked:
+                return
+            conventions.prefix_checked = True
+        half = max(1, len(answer.rows) // 2)
+        smaller = self.asker.ask(answer.span, page_size=half)
+        try:
+            checks.prefix(self.asker.scheduling_type, answer.rows, smaller.rows)
+        except IncompleteExtractionError as failure:
+            with conventions.lock:
+                conventions.prefix_failure = failure
+            raise
 
     def _grew(self, short: Answer) -> bool:
-        """Whether rows after a short answer are instances created since: asked again, its
-        span then holds more rows; an answer cut after LIMIT comes back as short as before."""
-        return len(self.asker.ask(short.span).rows) > len(short.rows)
+        """Whether rows after a short answer are instances changed since: asked again, its
+        span then holds other rows; an answer cut after LIMIT comes back the same."""
+        again = self.asker.ask(short.span).rows
+        return [r.instance_id for r in again] != [r.instance_id for r in short.rows]
 
     def _cut_or_grown(self, short: Answer) -> None:
         """Rows came after a short answer that no cap was known to cut: it was cut by a cap
         (learnt once), or the window grew; otherwise rows are dropped after LIMIT."""
         conventions = self.asker.conventions
-        if conventions.learn_cap(len(short.rows)) or self._grew(short):
+        if self._grew(short) or conventions.learn_cap(len(short.rows)):
             return
         checks.not_cut(
             self.asker.scheduling_type,

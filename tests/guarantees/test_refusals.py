@@ -32,6 +32,10 @@ CASES = {
         {"defect": "unsorted"},
         "in one answer: the gateway does not sort by trigger time",
     ),
+    "pages cut before they are sorted": (
+        {"defect": "cut_before_sort"},
+        "the gateway cuts pages before sorting them by trigger time",
+    ),
     "types not filtered": ({"defect": "ignores_type"}, "came back for scheduling types"),
     "fractional trigger times": ({"defect": "fractional_triggers"}, "a fraction of a second"),
     "rows dropped after LIMIT": ({"hide_every": 4}, "(a filter after LIMIT)"),
