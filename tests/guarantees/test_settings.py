@@ -16,6 +16,7 @@ import certifi
 import pytest
 
 from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.extract.conventions import TIE_PAGE_SIZE
 from flowinst_etl.gateway.client import EnosClient
 from tests.guarantees.harness import (
     RecordingProxy,
@@ -46,8 +47,10 @@ def test_every_search_asks_for_the_configured_page_size(tmp_path: Path) -> None:
         assert done.returncode == 0, describe(done)
         assert_days_exact(gateway, tmp_path / "data", [DAY], TIMEZONE)
     sizes = {body["pagination"]["pageSize"] for body in proxy.search_bodies()}
-    # one-row probes learn the gateway's conventions; every page of data is ENOS_PAGE_SIZE long
-    assert sizes - {1} == {20}, f"searches asked for pageSize {sorted(sizes)}"
+    # one-row probes learn the gateway's conventions and a half page checks that pages are
+    # prefixes; a tied second that fills a page is asked whole; every other page is
+    # ENOS_PAGE_SIZE long
+    assert sizes - {1, 10, TIE_PAGE_SIZE} == {20}, f"searches asked for pageSize {sorted(sizes)}"
 
 
 def test_verification_turned_off_reaches_a_self_signed_gateway(tmp_path: Path) -> None:

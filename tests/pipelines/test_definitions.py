@@ -33,9 +33,11 @@ def test_definitions_load_from_the_module_dagster_dev_uses() -> None:
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == TABLES
     assert {s.name for s in defs.schedules or []} == {"flow_instances_daily"}
-    assert {s.name for s in defs.sensors or []} == {"flow_instances_refresh"}
+    assert {s.name for s in defs.sensors or []} == {
+        "flow_instances_refresh",
+        "flow_instances_freshness",
+    }
     assert defs.resolve_job_def("flow_instances_job") is not None
-    assert {s.name for s in defs.sensors or []} == {"flow_instances_freshness"}
 
 
 def test_dg_check_defs_loads_the_project(tmp_path: Path) -> None:
