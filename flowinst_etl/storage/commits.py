@@ -28,22 +28,27 @@ def encode(commit: dict[str, Any]) -> bytes:
     return json.dumps(commit, indent=2, sort_keys=True, allow_nan=False).encode()
 
 
-def _load(store: Store, path: str) -> dict[str, Any] | None:
+def load_object(store: Store, path: str, what: str = "commit record") -> dict[str, Any] | None:
+    """The JSON object stored at ``path``; ``None`` when there is no file.
+
+    Raises:
+        StoreError: the file is unreadable or not a JSON object (``what`` names it).
+    """
     try:
         with store.fs.open(path, "rb") as handle:
             loaded = json.loads(handle.read())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise StoreError(f"unreadable commit record {store.url(path)}: {exc}") from exc
+        raise StoreError(f"unreadable {what} {store.url(path)}: {exc}") from exc
     if not isinstance(loaded, dict):
-        raise StoreError(f"unreadable commit record {store.url(path)}: not a JSON object")
+        raise StoreError(f"unreadable {what} {store.url(path)}: not a JSON object")
     return loaded
 
 
 def read_commit(store: Store, day: date) -> dict[str, Manifest]:
     """The manifest of each table committed for ``day`` (empty when the day has no record)."""
-    commit = _load(store, store.commit_path(day))
+    commit = load_object(store, store.commit_path(day))
     return dict(commit["tables"]) if commit else {}
 
 
@@ -68,7 +73,7 @@ def read_legacy_manifest(store: Store, table: str, day: date) -> Manifest | None
     """
     path = f"{store.folder(table, day)}/{LEGACY_MANIFEST}"
     try:
-        manifest = _load(store, path)
+        manifest = load_object(store, path)
     except StoreError as exc:
         log.warning("%s; that day of %s counts as not committed", exc, table)
         return None

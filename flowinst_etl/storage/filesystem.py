@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -21,6 +21,8 @@ PARTITION_KEY = "trigger_date"
 #: The folder of everything that is not table data. Readers never meet it: they are pointed at
 #: a table's folder, and hive discovery skips names starting with ``_`` anyway.
 CONTROL_FOLDER = "_flowinst"
+#: A write's commit record, staged beside its files before it is published.
+COMMIT_FILE = "commit.json"
 #: The data file of the old layout, named by a ``_manifest.json`` beside it.
 LEGACY_MANIFEST = "_manifest.json"
 
@@ -88,10 +90,10 @@ class Store:
                 handle.flush()
                 os.fsync(handle.fileno())
 
-    def write(self, path: str, write: Callable[[Any], object]) -> None:
-        """Write a new file through ``write(handle)``, durably on a local disk."""
+    def put(self, path: str, data: bytes) -> None:
+        """Write a new file holding ``data``, durably on a local disk."""
         with self.create(path) as handle:
-            write(handle)
+            handle.write(data)
 
     def move(self, source: str, target: str) -> None:
         """Give a finished file or folder its final name in one step readers cannot observe
