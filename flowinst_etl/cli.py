@@ -39,6 +39,7 @@ from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import DayResult
 from flowinst_etl.preflight import check_dagster_home, check_data_root, check_days
 from flowinst_etl.progress import BackfillProgress, StderrLines, summary_table
+from flowinst_etl.storage.write import run_format
 from flowinst_etl.windows import parse_day, zone
 
 EXIT_OK, EXIT_DAYS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -206,6 +207,7 @@ def _backfill(args: argparse.Namespace) -> int:
         raise ConfigError("; ".join(problems))
     check_days(first, last, settings)
     check_data_root(settings.data_dir, _data_dir_name(args))
+    run_format(settings.data_dir, settings.table_format)
     check_dagster_home()
     with EnosClient(enos) as client:
         Extractor(client).check_access()
@@ -265,6 +267,7 @@ def _demo(args: argparse.Namespace) -> int:
             "set FLOWINST_START_DATE earlier"
         )
     check_data_root(settings.data_dir, _data_dir_name(args))
+    run_format(settings.data_dir, settings.table_format)
     check_dagster_home()
     config = EmulatorConfig(
         start_day=first - timedelta(days=1), end_day=today, per_day=args.per_day

@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext
 
 from flowinst_etl.extract import Extractor
 from flowinst_etl.load import DayResult, load_days
+from flowinst_etl.storage.write import run_format
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
 from pipelines.checks import check_results, day_checks
@@ -63,6 +64,7 @@ def build_flow_instance_tables(
     ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
         """Extract every flow instance of each day once and commit the day's four tables."""
         committed, failed = [], []
+        table_format = run_format(dataset.root, dataset.table_format)  # before any request
         with enos.client() as client:
             extractor = Extractor(
                 client,
@@ -70,11 +72,19 @@ def build_flow_instance_tables(
                 records_in_memory=dataset.records_in_memory,
             )
             extractor.check_access()
-            for result in load_days(extractor, partition_days(context), partition_tz, dataset.root):
+            results = load_days(
+                extractor,
+                partition_days(context),
+                partition_tz,
+                dataset.root,
+                table_format=table_format,
+                retention_hours=dataset.delta_retention_hours,
+            )
+            for result in results:
                 day_listener(result)
                 if result.ok:
                     committed.append(result.day)
-                    yield from _materializations(result)
+                    yield from _materializations(result, table_format)
                     yield from check_results(checks, dataset.root, [result.day])
                 else:
                     failed.append(result)
@@ -93,7 +103,7 @@ def build_flow_instance_tables(
     return flow_instance_tables
 
 
-def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
+def _materializations(result: DayResult, table_format: str) -> Iterator[dg.AssetMaterialization]:
     figures = result.reconciliation
     shared: dict[str, Any] = {
         name: figures[name]
@@ -114,6 +124,7 @@ def _materializations(result: DayResult) -> Iterator[dg.AssetMaterialization]:
         metadata: dict[str, Any] = {
             "dagster/row_count": result.rows.get(table, 0),
             "path": dg.MetadataValue.path(result.paths.get(table, "")),
+            "table_format": table_format,
             **shared,
         }
         if table == "flow_instances" and result.preview:

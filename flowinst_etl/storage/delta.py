@@ -37,8 +37,6 @@ from flowinst_etl.storage.commits import Manifest, encode, load_object, read_com
 from flowinst_etl.storage.filesystem import COMMIT_FILE, PARTITION_KEY, Store, data_file_name
 from flowinst_etl.tables.schema import TABLES
 
-#: Replaced files are kept this long for readers and time travel (Delta's own default).
-DEFAULT_RETENTION_HOURS = 168
 _RECORD_FILE = "record.json"
 #: Transactions of one table retried after a concurrent commit (of any day) conflicted.
 _COMMIT_ATTEMPTS = 20
@@ -59,7 +57,12 @@ STORED: dict[str, pa.Schema] = {
 }
 
 
-def _deltalake() -> Any:
+def require_deltalake() -> Any:
+    """The deltalake module.
+
+    Raises:
+        ConfigError: it is not installed (the ``delta`` extra).
+    """
     try:
         import deltalake
         import deltalake.exceptions
@@ -120,7 +123,7 @@ class DeltaDay:
         if table is not None:
             table.update_incremental()
             return table
-        deltalake = _deltalake()
+        deltalake = require_deltalake()
         uri, options = table_uri(self.store, name), storage_options(self.store)
         full = STORED[name].append(pa.field(PARTITION_KEY, pa.date32()))
         if not deltalake.DeltaTable.is_deltatable(uri, storage_options=options):
@@ -162,7 +165,7 @@ class DeltaDay:
         Raises:
             StoreError: the commit kept conflicting with concurrent ones.
         """
-        deltalake = _deltalake()
+        deltalake = require_deltalake()
         transaction = deltalake.transaction
         size = self.store.fs.size(f"{self.store.folder(name, self.day)}/{self.file}")
         partition = {PARTITION_KEY: self.day.isoformat()}
@@ -211,7 +214,7 @@ def publish(store: Store, day: date, commit: dict[str, Any], stage: str) -> None
     """
     try:
         _publish(store, day, commit, stage)
-    except _deltalake().exceptions.DeltaError as exc:
+    except require_deltalake().exceptions.DeltaError as exc:
         raise StoreError(f"could not commit {day} to its Delta tables: {exc}") from exc
 
 
@@ -292,7 +295,7 @@ def vacuum(store: Store, retention_hours: int) -> list[str]:
     Raises:
         StoreError: the storage failed.
     """
-    deltalake = _deltalake()
+    deltalake = require_deltalake()
     removed: list[str] = []
     options = storage_options(store)
     for name in TABLES:

@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flowinst_etl.config import DEFAULT_RETENTION_HOURS
 from flowinst_etl.exceptions import ConfigError, StoreError
 from flowinst_etl.storage import delta
 from flowinst_etl.storage.commits import (
@@ -484,7 +485,7 @@ def vacuum(
     root: str,
     *,
     storage_options: Mapping[str, Any] | None = None,
-    retention_hours: int = delta.DEFAULT_RETENTION_HOURS,
+    retention_hours: int = DEFAULT_RETENTION_HOURS,
 ) -> list[str]:
     """In a root of Delta tables, delete the files no table version younger than
     ``retention_hours`` uses (replaced days, files of killed writes); returns them. A Parquet
@@ -501,3 +502,24 @@ def vacuum(
         return delta.vacuum(store, retention_hours)
     except OSError as exc:
         raise StoreError(f"could not vacuum {root}: {exc}") from exc
+
+
+def run_format(
+    root: str, wanted: str | None, *, storage_options: Mapping[str, Any] | None = None
+) -> str:
+    """The table format a run writes to ``root``: the root's, which ``wanted`` (the
+    ``FLOWINST_TABLE_FORMAT`` setting, when given) must match; ``wanted`` for a new root.
+
+    Raises:
+        ConfigError: ``wanted`` differs from the root's format, the root is unusable, or the
+            format is Delta and the delta extra is not installed.
+        StoreError: the root record is unreadable or the storage failed.
+    """
+    store = Store.open(root, storage_options)
+    try:
+        table_format = resolve_format(store, wanted)
+    except OSError as exc:
+        raise StoreError(f"could not read the table format of {root}: {exc}") from exc
+    if table_format == DELTA:
+        delta.require_deltalake()
+    return table_format
