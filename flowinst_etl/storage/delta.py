@@ -220,7 +220,8 @@ def publish(store: Store, day: date, commit: dict[str, Any], stage: str) -> None
 
 def _publish(store: Store, day: date, commit: dict[str, Any], stage: str) -> None:
     write_id = commit["write_id"]
-    names = [name for name, m in commit["tables"].items() if m["write_id"] == write_id]
+    written = commit["tables"]
+    names = [name for name in TABLES if written.get(name, {}).get("write_id") == write_id]
     tables = DeltaDay(store, day, write_id)
     for attempt in range(1, _WRITE_ATTEMPTS + 1):
         versions: dict[str, int] = {}
