@@ -34,7 +34,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "FLOWINST_LOOKBACK_DAYS": (1, 366),
     "FLOWINST_DAYS_PER_RUN": (1, 366),
     "FLOWINST_RECORDS_IN_MEMORY": (0, 10_000_000),
-    "FLOWINST_DELTA_RETENTION_HOURS": (0, 87_600),
+    "FLOWINST_DELTA_RETENTION_HOURS": (1, 87_600),
 }
 #: Bounds of the numeric fields no variable sets (seconds).
 _FIELD_RANGES: dict[str, tuple[float, float]] = {

@@ -171,9 +171,9 @@ class DeltaDay:
         partition = {PARTITION_KEY: self.day.isoformat()}
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             table = self._table(name)
-            if self._holds_in(table):
-                return int(table.version())
             current = self._day_files(table)
+            if list(current) == [self._ours]:
+                return int(table.version())
             now = _now_ms()
             stats = json.dumps({"numRecords": rows})
             actions = [transaction.AddAction(self._ours, size, partition, now, True, stats)]
@@ -273,6 +273,8 @@ def finish_staged(store: Store, day: date) -> None:
         write_id = folder.rsplit("/", 1)[-1]
         intent = load_object(store, f"{folder}/{COMMIT_FILE}", "commit record")
         if intent is None:
+            if not store.local:  # another run's write between its record's two moves
+                continue
             file = data_file_name(write_id)
             store.remove([f"{store.folder(name, day)}/{file}" for name in TABLES])
         elif not _superseded(intent, read_commit(store, day), write_id):
@@ -291,7 +293,8 @@ def drop_stage(store: Store, day: date, folder: str) -> None:
 def vacuum(store: Store, retention_hours: int) -> list[str]:
     """Delete the files of every Delta table that no version younger than ``retention_hours``
     uses (replaced days, files of killed writes); returns them. Readers and time travel older
-    than the retention lose those files.
+    than the retention lose those files, and so would a write in progress whose files are older
+    (hence a retention of an hour at least while other runs may be writing).
 
     Raises:
         StoreError: the storage failed.
