@@ -15,12 +15,15 @@ from dotenv import dotenv_values
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.spool import RECORDS_IN_MEMORY
+from flowinst_etl.storage.root import PARQUET, check_format_name
 from flowinst_etl.windows import parse_day, server_zone, zone
 
 _T = TypeVar("_T")
 
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_MAX_RETRIES = 6
+#: Hours Delta tables keep replaced files for readers and time travel (Delta's own default).
+DEFAULT_RETENTION_HOURS = 168
 
 #: Inclusive bounds of every numeric setting, by variable name (README 'Configuration').
 RANGES: dict[str, tuple[float, float]] = {
@@ -32,6 +35,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "FLOWINST_REFRESH_DAYS": (1, 366),
     "FLOWINST_DAYS_PER_RUN": (1, 366),
     "FLOWINST_RECORDS_IN_MEMORY": (0, 10_000_000),
+    "FLOWINST_DELTA_RETENTION_HOURS": (1, 87_600),
 }
 #: Bounds of the numeric fields no variable sets (seconds).
 _FIELD_RANGES: dict[str, tuple[float, float]] = {
@@ -51,6 +55,7 @@ _PIPELINE_NUMBERS = {
     "refresh_days": "FLOWINST_REFRESH_DAYS",
     "days_per_run": "FLOWINST_DAYS_PER_RUN",
     "records_in_memory": "FLOWINST_RECORDS_IN_MEMORY",
+    "delta_retention_hours": "FLOWINST_DELTA_RETENTION_HOURS",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -150,8 +155,10 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
 class PipelineSettings:
     """Where and how the dataset is built: root, partition timezone, first day, parallelism, the
     recent days re-read in full every morning and the days checked for changes, how many days
-    one run of a range backfill covers (``None``: the whole range in one run), and how many
-    extracted records wait in memory (the rest in temporary files under ``TMPDIR``)."""
+    one run of a range backfill covers (``None``: the whole range in one run), how many
+    extracted records wait in memory (the rest in temporary files under ``TMPDIR``), the table
+    format of a new root (``parquet`` or ``delta``), and how long Delta tables keep replaced
+    files."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
@@ -161,6 +168,8 @@ class PipelineSettings:
     refresh_days: int = 30
     days_per_run: int | None = None
     records_in_memory: int = RECORDS_IN_MEMORY
+    table_format: str = PARQUET
+    delta_retention_hours: int = DEFAULT_RETENTION_HOURS
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
@@ -180,6 +189,10 @@ class PipelineSettings:
             "refresh_days": collect(problems, _integer, env, "FLOWINST_REFRESH_DAYS"),
             "days_per_run": collect(problems, _integer, env, "FLOWINST_DAYS_PER_RUN"),
             "records_in_memory": collect(problems, _integer, env, "FLOWINST_RECORDS_IN_MEMORY"),
+            "table_format": _optional(env, "FLOWINST_TABLE_FORMAT"),
+            "delta_retention_hours": collect(
+                problems, _integer, env, "FLOWINST_DELTA_RETENTION_HOURS"
+            ),
         }
         given = {name: value for name, value in read.items() if value is not None}
         _raise_all([*problems, *_pipeline_problems(given)])
@@ -199,6 +212,8 @@ def _pipeline_problems(values: Mapping[str, Any]) -> Iterator[str]:
         yield from _problems_of(zone, values["timezone"])
     if values.get("data_dir") is not None and not values["data_dir"].strip():
         yield "FLOWINST_DATA_DIR is empty"
+    if values.get("table_format") is not None:
+        yield from _problems_of(check_format_name, values["table_format"])
     yield from _out_of_range(values, _PIPELINE_NUMBERS)
 
 

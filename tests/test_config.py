@@ -62,6 +62,7 @@ def test_pipeline_settings_defaults_and_overrides() -> None:
         ({"FLOWINST_TIMEZONE": "Nowhere/City"}, "unknown timezone"),
         ({"FLOWINST_START_DATE": "2026-02-31"}, "invalid date"),
         ({"FLOWINST_MAX_WORKERS": "0"}, "FLOWINST_MAX_WORKERS"),
+        ({"FLOWINST_TABLE_FORMAT": "iceberg"}, "'iceberg' is not one of parquet, delta"),
     ],
 )
 def test_bad_pipeline_settings_name_the_problem(env: dict[str, str], message: str) -> None:
@@ -78,6 +79,7 @@ NUMERIC = {
     "FLOWINST_LOOKBACK_DAYS": "1..366",
     "FLOWINST_REFRESH_DAYS": "1..366",
     "FLOWINST_RECORDS_IN_MEMORY": "0..10000000",
+    "FLOWINST_DELTA_RETENTION_HOURS": "1..87600",
 }
 INTEGERS = {
     "ENOS_PAGE_SIZE",
@@ -86,6 +88,7 @@ INTEGERS = {
     "FLOWINST_LOOKBACK_DAYS",
     "FLOWINST_REFRESH_DAYS",
     "FLOWINST_RECORDS_IN_MEMORY",
+    "FLOWINST_DELTA_RETENTION_HOURS",
 }
 
 
