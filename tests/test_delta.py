@@ -111,6 +111,21 @@ def test_a_root_keeps_one_table_format(tmp_path: Path) -> None:
     assert (delta / "flow_instances" / f"trigger_date={EMPTY_DAY}").is_dir()
 
 
+def test_a_root_without_a_recorded_format_has_it_found_from_its_tables(tmp_path: Path) -> None:
+    write_day(str(tmp_path), DAY, tables_of(2).as_dict(), RECONCILIATION, table_format="delta")
+    record = tmp_path / "_flowinst" / "root.json"
+    record.write_text('{"partition_timezone": "UTC"}')  # a record of before the format
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+
+    with pytest.raises(ConfigError, match=r"table format delta \(found in its tables\)"):
+        write_day(str(tmp_path), EMPTY_DAY, tables_of(1).as_dict(), {}, table_format="parquet")
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before
+
+    write_day(str(tmp_path), EMPTY_DAY, tables_of(1).as_dict(), {})  # the root's format
+    assert json.loads(record.read_text()) == {"partition_timezone": "UTC", "table_format": "delta"}
+    assert delta_files(str(tmp_path), "flow_instances", EMPTY_DAY) != []
+
+
 def test_vacuum_removes_replaced_files_older_than_the_retention(tmp_path: Path) -> None:
     root = str(tmp_path)
     first = write_day(root, DAY, tables_of(3).as_dict(), {}, table_format="delta")
