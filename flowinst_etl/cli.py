@@ -49,6 +49,8 @@ from flowinst_etl.progress import (
     requests_report,
     summary_table,
 )
+from flowinst_etl.storage.root import RootRecord
+from flowinst_etl.storage.write import run_format
 from flowinst_etl.windows import consecutive_ranges, parse_day, zone
 
 EXIT_OK, EXIT_DAYS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -223,6 +225,10 @@ def _data_dir_name(args: argparse.Namespace) -> str:
     return "--data-dir" if args.data_dir is not None else "FLOWINST_DATA_DIR"
 
 
+def _root_record(settings: PipelineSettings) -> RootRecord:
+    return RootRecord(partition_timezone=settings.timezone, table_format=settings.table_format)
+
+
 def _day(text: str, name: str) -> date:
     try:
         return parse_day(text)
@@ -241,7 +247,8 @@ def _checked_range(args: argparse.Namespace) -> tuple[list[date], PipelineSettin
     if problems or first is None or last is None or settings is None or enos is None:
         raise ConfigError("; ".join(problems))
     check_days(first, last, settings)
-    check_data_root(settings.data_dir, _data_dir_name(args), settings.timezone)
+    check_data_root(settings.data_dir, _data_dir_name(args), _root_record(settings))
+    run_format(settings.data_dir, settings.table_format)
     check_dagster_home()
     return [first + timedelta(days=n) for n in range((last - first).days + 1)], settings, enos
 
@@ -280,7 +287,14 @@ def _refresh(args: argparse.Namespace) -> int:
 
         def load(chosen: list[date]) -> _Loaded:
             def run(on_day: Callable[[DayResult], None]) -> str | None:
-                for result in load_days(extractor, chosen, partition_tz, settings.data_dir):
+                for result in load_days(
+                    extractor,
+                    chosen,
+                    partition_tz,
+                    settings.data_dir,
+                    table_format=settings.table_format,
+                    retention_hours=settings.delta_retention_hours,
+                ):
                     on_day(result)
                 return None
 
@@ -392,7 +406,8 @@ def _demo(args: argparse.Namespace) -> int:
             f"{settings.start_date}, the first partition day: {shorter}"
             "set FLOWINST_START_DATE earlier"
         )
-    check_data_root(settings.data_dir, _data_dir_name(args), settings.timezone)
+    check_data_root(settings.data_dir, _data_dir_name(args), _root_record(settings))
+    run_format(settings.data_dir, settings.table_format)
     check_dagster_home()
     home = _demo_dagster_home()
     # Served up to today in the emulator's own timezone, as `flowinst-etl emulator --days A:0`

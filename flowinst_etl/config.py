@@ -16,12 +16,15 @@ from dotenv import dotenv_values
 
 from flowinst_etl.exceptions import ConfigError
 from flowinst_etl.spool import RECORDS_IN_MEMORY
+from flowinst_etl.storage.root import PARQUET, check_format_name
 from flowinst_etl.windows import parse_day, server_zone, zone
 
 _T = TypeVar("_T")
 
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_MAX_RETRIES = 6
+#: Hours Delta tables keep replaced files for readers and time travel (Delta's own default).
+DEFAULT_RETENTION_HOURS = 168
 
 #: Inclusive bounds of every numeric setting, by variable name (README 'Configuration').
 RANGES: dict[str, tuple[float, float]] = {
@@ -33,6 +36,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "FLOWINST_REFRESH_DAYS": (1, 366),
     "FLOWINST_DAYS_PER_RUN": (1, 366),
     "FLOWINST_RECORDS_IN_MEMORY": (0, 10_000_000),
+    "FLOWINST_DELTA_RETENTION_HOURS": (1, 87_600),
 }
 #: Bounds of the numeric fields no variable sets (seconds).
 _FIELD_RANGES: dict[str, tuple[float, float]] = {
@@ -52,6 +56,7 @@ _PIPELINE_NUMBERS = {
     "refresh_days": "FLOWINST_REFRESH_DAYS",
     "days_per_run": "FLOWINST_DAYS_PER_RUN",
     "records_in_memory": "FLOWINST_RECORDS_IN_MEMORY",
+    "delta_retention_hours": "FLOWINST_DELTA_RETENTION_HOURS",
 }
 
 #: An owner Dagster accepts, besides ``team:NAME``: an email address (Dagster's own pattern).
@@ -156,8 +161,9 @@ class PipelineSettings:
     recent days re-read in full every morning and the days checked for changes, how many days
     one run of a range backfill covers (``None``: the whole range in one run), how many
     extracted records wait in memory (the rest in temporary files under ``TMPDIR``), the time of
-    day, in the partition timezone, by which yesterday's partition is due, and who owns the
-    tables (Dagster owners: emails or ``team:NAME``)."""
+    day, in the partition timezone, by which yesterday's partition is due, who owns the tables
+    (Dagster owners: emails or ``team:NAME``), the table format of a new root (``parquet`` or
+    ``delta``), and how long Delta tables keep replaced files."""
 
     data_dir: str = "data"
     timezone: str = "UTC"
@@ -169,6 +175,8 @@ class PipelineSettings:
     records_in_memory: int = RECORDS_IN_MEMORY
     freshness_deadline: time = time(3, 0)
     owners: tuple[str, ...] = ()
+    table_format: str = PARQUET
+    delta_retention_hours: int = DEFAULT_RETENTION_HOURS
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
@@ -192,6 +200,10 @@ class PipelineSettings:
                 problems, _time_of_day, env, "FLOWINST_FRESHNESS_DEADLINE"
             ),
             "owners": _owners(env),
+            "table_format": _optional(env, "FLOWINST_TABLE_FORMAT"),
+            "delta_retention_hours": collect(
+                problems, _integer, env, "FLOWINST_DELTA_RETENTION_HOURS"
+            ),
         }
         given = {name: value for name, value in read.items() if value is not None}
         _raise_all([*problems, *_pipeline_problems(given)])
@@ -214,6 +226,8 @@ def _pipeline_problems(values: Mapping[str, Any]) -> Iterator[str]:
     for owner in values.get("owners") or ():
         if not (_OWNER_EMAIL.fullmatch(owner) or (owner.startswith("team:") and owner[5:])):
             yield f"FLOWINST_OWNERS: {owner!r} is neither an email nor team:NAME"
+    if values.get("table_format") is not None:
+        yield from _problems_of(check_format_name, values["table_format"])
     yield from _out_of_range(values, _PIPELINE_NUMBERS)
 
 

@@ -24,10 +24,12 @@ from flowinst_etl.changes.state import (
     record_distrust,
 )
 from flowinst_etl.changes.update_time import clock_floor_ms
+from flowinst_etl.config import DEFAULT_RETENTION_HOURS
 from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
 from flowinst_etl.interrupts import deferred_interrupts
-from flowinst_etl.storage.write import DayWriter, open_day, repair
+from flowinst_etl.storage.root import DELTA
+from flowinst_etl.storage.write import DayWriter, open_day, repair, run_format, vacuum
 from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.windows import day_window
 
@@ -68,6 +70,8 @@ def load_days(
     storage_options: Mapping[str, Any] | None = None,
     *,
     chunk_instances: int = CHUNK_INSTANCES,
+    table_format: str | None = None,
+    retention_hours: int = DEFAULT_RETENTION_HOURS,
 ) -> Iterator[DayResult]:
     """Extract, flatten and commit each day; days are extracted concurrently, committed one by one.
 
@@ -81,18 +85,28 @@ def load_days(
         root: the dataset root, a local path or an fsspec URL.
         storage_options: fsspec options for ``root`` (endpoint, credentials).
         chunk_instances: instances flattened and written at a time.
+        table_format: ``parquet`` or ``delta``, which must be the root's; ``None``: the root's
+            (Parquet for a new root).
+        retention_hours: how long Delta tables keep replaced files; older ones are vacuumed
+            when the run starts.
 
     Yields:
         One result per day, as soon as the day is committed or has failed.
 
     Raises:
-        ConfigError: ``chunk_instances`` is below 1.
+        ConfigError: ``chunk_instances`` is below 1, or ``table_format`` is not the root's.
         StoreError: what earlier crashed writes left under ``root`` could not be removed.
     """
     if chunk_instances < 1:
         raise ConfigError(f"chunk_instances must be at least 1, not {chunk_instances}")
+    table_format = run_format(root, table_format, storage_options=storage_options)
     for day in repair(root, storage_options=storage_options, days=days):
-        log.warning("removed what an unfinished write of %s left", day)
+        log.warning("removed or finished what an unfinished write of %s left", day)
+    if table_format == DELTA:
+        removed = vacuum(root, storage_options=storage_options, retention_hours=retention_hours)
+        log.info(
+            "vacuum removed %d files replaced over %d hours ago", len(removed), retention_hours
+        )
     windows = {day_window(day, partition_tz): day for day in days}
     server_tz = extractor.client.server_timezone()
     facts = {"clock_skew_ms": _noted_clock_skew(extractor)}
@@ -108,7 +122,7 @@ def load_days(
                         outcome,
                         (server_tz, read_from_ms),
                         facts,
-                        (root, storage_options),
+                        (root, storage_options, table_format),
                         chunk_instances,
                     )
             else:
@@ -135,19 +149,21 @@ def _load(
     extraction: Extraction,
     read: tuple[tzinfo, int],
     facts: Mapping[str, int],
-    store: tuple[str, Mapping[str, Any] | None],
+    store: tuple[str, Mapping[str, Any] | None, str],
     chunk_instances: int,
 ) -> DayResult:
     """Flatten and write one extracted day, ``chunk_instances`` at a time, as one commit to
-    ``store`` (root and storage options), with its change record; ``read`` is the server zone
-    and when the read began (``clock_floor_ms``)."""
-    root, storage_options = store
+    ``store`` (root, storage options and table format), with its change record; ``read`` is
+    the server zone and when the read began (``clock_floor_ms``)."""
+    root, storage_options, table_format = store
     server_tz, read_from_ms = read
     extracted_at = datetime.now(timezone.utc)
     graph_errors = 0
     preview: list[dict[str, Any]] = []
     try:
-        with open_day(root, day, storage_options=storage_options) as writer:
+        with open_day(
+            root, day, storage_options=storage_options, table_format=table_format
+        ) as writer:
             previous = committed_read(writer.store, day, read_checks(writer.store))
             tracker = DayTracker(server_tz, read_from_ms, previous)
             for chunk in extraction.chunks(chunk_instances):

@@ -45,8 +45,9 @@ def check_days(first: date, last: date, settings: PipelineSettings) -> None:
         )
 
 
-def check_data_root(root: str, name: str, timezone: str) -> None:
-    """The dataset root can take a day's files, and its days are cut in ``timezone``.
+def check_data_root(root: str, name: str, record: RootRecord) -> None:
+    """The dataset root can take a day's files, and its record agrees with ``record`` (the
+    run's partition timezone and table format).
 
     A local root's name must reach the file system and pyarrow as the same bytes. Then the
     places a day's files go must take a write: a file is created, renamed and removed there
@@ -58,11 +59,11 @@ def check_data_root(root: str, name: str, timezone: str) -> None:
     Args:
         root: a local path or an fsspec URL such as ``s3://bucket/prefix``.
         name: how the user set it (``--data-dir`` or ``FLOWINST_DATA_DIR``), for the message.
-        timezone: the run's partition timezone.
+        record: the run's settings that must match the root's.
 
     Raises:
         ConfigError: the root cannot hold the dataset (with the reason), or its days are cut
-            in another timezone.
+            in another timezone or its tables are of another format.
     """
     try:
         fs, path = url_to_fs(root)
@@ -90,7 +91,7 @@ def check_data_root(root: str, name: str, timezone: str) -> None:
             _probe_objects(store)
         except Exception as exc:  # each filesystem raises its own errors; any means unusable
             raise ConfigError(f"{name} {root!r} cannot be written: {_one_line(exc)}") from exc
-    check_root(root, RootRecord(partition_timezone=timezone))
+    check_root(root, record)
 
 
 def _check_bucket(fs: AbstractFileSystem, path: str, root: str, name: str) -> None:

@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext
 from flowinst_etl.extract import Extractor
 from flowinst_etl.load import DayResult, load_days
 from flowinst_etl.storage.root import RootRecord, check_root, claim_root
+from flowinst_etl.storage.write import run_format
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
 from pipelines.catalog import day_metadata, table_metadata
@@ -70,10 +71,14 @@ def build_flow_instance_tables(
     ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
         """Extract every flow instance of each day once and commit the day's four tables."""
         committed, failed = [], []
-        # A root whose days are cut in another zone is refused before any request, untouched;
-        # a new one records the zone once the gateway has been found usable.
-        record = RootRecord(partition_timezone=partitions.timezone)
+        # A root whose days are cut in another zone, or whose tables are of another format, is
+        # refused before any request, untouched; a new one records its settings once the
+        # gateway has been found usable.
+        record = RootRecord(
+            partition_timezone=partitions.timezone, table_format=dataset.table_format
+        )
         check_root(dataset.root, record)
+        table_format = run_format(dataset.root, dataset.table_format)
         with enos.client() as client:
             extractor = Extractor(
                 client,
@@ -82,7 +87,15 @@ def build_flow_instance_tables(
             )
             extractor.check_access()
             claim_root(dataset.root, record)
-            for result in load_days(extractor, partition_days(context), partition_tz, dataset.root):
+            results = load_days(
+                extractor,
+                partition_days(context),
+                partition_tz,
+                dataset.root,
+                table_format=table_format,
+                retention_hours=dataset.delta_retention_hours,
+            )
+            for result in results:
                 day_listener(result)
                 if result.changes is not None and result.changes.violation:
                     context.log.warning(
@@ -91,7 +104,7 @@ def build_flow_instance_tables(
                     )
                 if result.ok:
                     committed.append(result.day)
-                    yield from _materializations(result, dataset.root)
+                    yield from _materializations(result, dataset.root, table_format)
                     yield from check_results(checks, dataset.root, [result.day])
                 else:
                     failed.append(result)
@@ -110,7 +123,9 @@ def build_flow_instance_tables(
     return flow_instance_tables
 
 
-def _materializations(result: DayResult, root: str) -> Iterator[dg.AssetMaterialization]:
+def _materializations(
+    result: DayResult, root: str, table_format: str
+) -> Iterator[dg.AssetMaterialization]:
     figures = result.reconciliation
     shared: dict[str, Any] = {
         name: figures[name]
@@ -133,6 +148,7 @@ def _materializations(result: DayResult, root: str) -> Iterator[dg.AssetMaterial
         metadata: dict[str, Any] = {
             **day_metadata(table, root, result.day, result.rows.get(table, 0)),
             "path": dg.MetadataValue.path(result.paths.get(table, "")),
+            "table_format": table_format,
             **shared,
         }
         if table == "flow_instances" and result.preview:

@@ -10,6 +10,7 @@ import dagster as dg
 from flowinst_etl.config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_RETENTION_HOURS,
     EnosSettings,
     PipelineSettings,
     enos_tuning_from_env,
@@ -17,6 +18,7 @@ from flowinst_etl.config import (
 from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import DayResult
 from flowinst_etl.spool import RECORDS_IN_MEMORY
+from flowinst_etl.storage.root import PARQUET
 
 DayListener = Callable[[DayResult], None]
 
@@ -71,12 +73,15 @@ class EnosGateway(dg.ConfigurableResource):
 
 
 class Dataset(dg.ConfigurableResource):
-    """Where the dataset lives (a path or an fsspec URL), how many extractions run at once, and
-    how many extracted records wait in memory (the rest in temporary files)."""
+    """Where the dataset lives (a path or an fsspec URL), how many extractions run at once, how
+    many extracted records wait in memory (the rest in temporary files), the table format
+    (``parquet`` or ``delta``) and how long Delta tables keep replaced files."""
 
     root: str = "data"
     max_workers: int = 8
     records_in_memory: int = RECORDS_IN_MEMORY
+    table_format: str = PARQUET
+    delta_retention_hours: int = DEFAULT_RETENTION_HOURS
 
 
 def no_listener(result: DayResult) -> None:
@@ -93,6 +98,8 @@ def run_resources(
             root=settings.data_dir,
             max_workers=settings.max_workers,
             records_in_memory=settings.records_in_memory,
+            table_format=settings.table_format,
+            delta_retention_hours=settings.delta_retention_hours,
         ),
         "day_listener": dg.ResourceDefinition.hardcoded_resource(listener),
     }

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from flowinst_etl.emulator import Emulator, EmulatorConfig
+from tests.support import S3, s3_bucket
 
 #: The days a test emulator serves unless the test says otherwise (fixed, so data never drifts).
 TEST_START_DAY = date(2026, 3, 1)
@@ -36,3 +37,10 @@ def emulator() -> Iterator[Callable[..., Emulator]]:
     yield start
     for emu in started:
         emu.stop()
+
+
+@pytest.fixture
+def s3() -> Iterator[S3]:
+    """A bucket on a real S3-compatible server on loopback, stopped after the test."""
+    with s3_bucket() as bucket:
+        yield bucket

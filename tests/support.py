@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from flowinst_etl.config import EnosSettings
@@ -67,6 +67,38 @@ def day_bounds_ms(day: date, timezone: str) -> tuple[int, int]:
 def day_truth(emulator: Emulator, day: date, timezone: str) -> list[TruthInstance]:
     """The emulator's instances of one partition day."""
     return emulator.truth(*day_bounds_ms(day, timezone))
+
+
+class S3(NamedTuple):
+    """A bucket on an S3-compatible server: the dataset root in it, the fsspec options that
+    reach it, and a boto3 client."""
+
+    root: str
+    options: dict[str, Any]
+    client: Any
+
+
+@contextmanager
+def s3_bucket() -> Iterator[S3]:
+    """A bucket on a real S3-compatible server on loopback (see :func:`s3_server`)."""
+    import boto3
+
+    with s3_server() as aws:
+        endpoint = aws["AWS_ENDPOINT_URL"]
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="flowinst")
+        options = {
+            "client_kwargs": {"endpoint_url": endpoint},
+            "key": "testing",
+            "secret": "testing",
+        }
+        yield S3("s3://flowinst/dataset", options, client)
 
 
 @contextmanager

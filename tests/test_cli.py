@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flowinst_etl import read_table, written_days
+from flowinst_etl import read_table, write_day, written_days
 from flowinst_etl.emulator import DEMO_CREDENTIALS, Emulator, EmulatorConfig
 from flowinst_etl.windows import day_window, zone
 from tests.guarantees.harness import (
@@ -29,6 +29,7 @@ from tests.guarantees.harness import (
     emulator_environment,
     run_cli,
 )
+from tests.support import day_truth, s3_bucket
 
 FIRST = date(2026, 11, 2)
 LAST = date(2026, 11, 4)
@@ -439,3 +440,62 @@ def test_an_s3_root_without_s3fs_names_the_install_line(emulator: Emulator, tmp_
     )
     assert_refused(done, "S3 needs the s3 extra: .venv/bin/pip install -e '.[s3]'")
     assert emulator.stats()["requests"] == before, "the gateway was called"
+
+
+@pytest.mark.parametrize(("held", "asked"), [("parquet", "delta"), ("delta", "parquet")])
+def test_a_root_of_the_other_table_format_is_refused_before_the_gateway_is_called(
+    emulator: Emulator, tmp_path: Path, held: str, asked: str
+) -> None:
+    root = tmp_path / "out"
+    write_day(str(root), FIRST, {}, {}, table_format=held)
+    files = sorted(root.rglob("*"))
+    before = emulator.stats()["requests"]
+    done = run_cli(
+        *backfill_args(FIRST, LAST, root),
+        env=emulator_environment(emulator, FLOWINST_TABLE_FORMAT=asked),
+        cwd=tmp_path,
+    )
+    record = root / "_flowinst" / "root.json"
+    assert_refused(
+        done,
+        f"dataset root {root} holds days of table format {held} ({record}); this run's is "
+        f"{asked}: set FLOWINST_TABLE_FORMAT to {held}, or write into another dataset root",
+    )
+    assert emulator.stats()["requests"] == before, "the gateway was called"
+    assert sorted(root.rglob("*")) == files
+
+
+def test_a_delta_backfill_on_s3_commits_every_day(emulator: Emulator, tmp_path: Path) -> None:
+    with s3_bucket() as bucket:
+        aws = {
+            "AWS_ENDPOINT_URL": bucket.options["client_kwargs"]["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        env = {**emulator_environment(emulator, FLOWINST_TABLE_FORMAT="delta"), **aws}
+        second = FIRST + timedelta(days=1)
+        done = run_cli(*backfill_args(FIRST, second, bucket.root), env=env, cwd=tmp_path)
+        assert done.returncode == 0, describe(done)
+        for day in (FIRST, second):
+            frame = read_table(
+                "flow_instances", bucket.root, day, day, storage_options=bucket.options
+            )
+            expected = {t.record["instanceId"] for t in day_truth(emulator, day, "UTC")}
+            assert set(frame["instance_id"]) == expected and frame["instance_id"].is_unique
+        log = bucket.client.list_objects_v2(
+            Bucket="flowinst", Prefix="dataset/flow_instances/_delta_log/"
+        )
+        assert len(log["Contents"]) == 1 + 2  # the table's creation and a commit per day
+
+
+def test_the_demo_writes_delta_tables(tmp_path: Path) -> None:
+    env = {**emulator_environment_without_enos(), "FLOWINST_TABLE_FORMAT": "delta"}
+    done = run_cli("demo", "--days", "1", "--per-day", "20", env=env, cwd=tmp_path)
+    assert done.returncode == 0, describe(done)
+    assert (tmp_path / "data" / "flow_instances" / "_delta_log").is_dir()
+    hint = next(line.strip() for line in done.stdout.splitlines() if " -c " in line)
+    printed = subprocess.run(
+        hint, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert printed.returncode == 0 and "20" in printed.stdout, printed.stderr

@@ -70,6 +70,7 @@ def test_pipeline_settings_defaults_and_overrides() -> None:
         ({"FLOWINST_MAX_WORKERS": "0"}, "FLOWINST_MAX_WORKERS"),
         ({"FLOWINST_FRESHNESS_DEADLINE": "24:00"}, "FRESHNESS_DEADLINE='24:00' is not a time of"),
         ({"FLOWINST_FRESHNESS_DEADLINE": "3:00"}, "FRESHNESS_DEADLINE='3:00' is not a time of"),
+        ({"FLOWINST_TABLE_FORMAT": "iceberg"}, "'iceberg' is not one of parquet, delta"),
     ],
 )
 def test_bad_pipeline_settings_name_the_problem(env: dict[str, str], message: str) -> None:
@@ -86,6 +87,7 @@ NUMERIC = {
     "FLOWINST_LOOKBACK_DAYS": "1..366",
     "FLOWINST_REFRESH_DAYS": "1..366",
     "FLOWINST_RECORDS_IN_MEMORY": "0..10000000",
+    "FLOWINST_DELTA_RETENTION_HOURS": "1..87600",
 }
 INTEGERS = {
     "ENOS_PAGE_SIZE",
@@ -94,6 +96,7 @@ INTEGERS = {
     "FLOWINST_LOOKBACK_DAYS",
     "FLOWINST_REFRESH_DAYS",
     "FLOWINST_RECORDS_IN_MEMORY",
+    "FLOWINST_DELTA_RETENTION_HOURS",
 }
 
 

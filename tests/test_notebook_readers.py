@@ -3,7 +3,10 @@ committed days, ``trigger_date`` as a date, a working date filter and the pinned
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -25,19 +28,25 @@ from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 from tests.fixtures.old_layout import write_old_layout
 
 DOC = Path(__file__).parents[1] / "docs" / "tables.md"
+DELTA_DOC = Path(__file__).parents[1] / "docs" / "delta.md"
 # Instances per day; the recipes filter on trigger_date >= 2019-08-13.
 DAYS = {date(2019, 8, 12): 7, date(2019, 8, 13): 0, date(2019, 8, 14): 4}
 ALL_ROWS, SINCE_13TH = 11, 4
 FIRST_TRIGGER = datetime(2019, 8, 11, 16, 0, tzinfo=timezone.utc)  # 2019-08-12 00:00:00 GMT+8
 READERS = ["read_table", "dataset", "pyarrow", "pandas", "DuckDB", "Polars"]
+DELTA_READERS = ["read_table", "dataset", "deltalake", "Polars"]
 DUCKDB_GLOBS = ["*/*.parquet", "*/*", "**"]
 
 
-def recipes() -> dict[str, str]:
-    """The python snippets under "Reading the tables", by the heading above each."""
-    section = DOC.read_text(encoding="utf-8").split("## Reading the tables", 1)[1]
-    found = re.findall(r"^### (\w+)\n.*?```python\n(.*?)```", section, re.MULTILINE | re.DOTALL)
+def recipes(doc: Path = DOC, section: str = "## Reading the tables") -> dict[str, str]:
+    """The python snippets under ``section`` of ``doc``, by the heading above each."""
+    text = doc.read_text(encoding="utf-8").split(section, 1)[1].split("\n## ", 1)[0]
+    found = re.findall(r"^### (\w+)\n.*?```python\n(.*?)```", text, re.MULTILINE | re.DOTALL)
     return dict(found)
+
+
+def delta_recipes() -> dict[str, str]:
+    return recipes(DELTA_DOC, "## Reading Delta tables")
 
 
 #: Days the previous layout wrote, in the root migrated by the first run of this version.
@@ -48,12 +57,22 @@ OLD_DAYS = {date(2019, 8, 12), date(2019, 8, 14)}
 def root(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
     """A root written by this version, or one of the previous layout where a run (which
     repairs first) wrote only one new day."""
-    folder = tmp_path_factory.mktemp("dataset")
+    return parquet_root(tmp_path_factory.mktemp("dataset"), migrated=request.param == "migrated")
+
+
+@pytest.fixture(scope="module")
+def written_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Parquet root written by this version."""
+    return parquet_root(tmp_path_factory.mktemp("dataset"), migrated=False)
+
+
+def parquet_root(folder: Path, migrated: bool) -> str:
+    """:func:`root` in ``folder``."""
     tables = {
         day: flatten_instances(day_records(count, day.isoformat()), GMT8, EXTRACTED_AT)
         for day, count in DAYS.items()
     }
-    old = OLD_DAYS if request.param == "migrated" else set()
+    old = OLD_DAYS if migrated else set()
     for day in old:
         write_old_layout(folder, day, tables[day])
     repair(str(folder))
@@ -66,9 +85,10 @@ def root(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     return str(folder)
 
 
-def run(recipe: str, root: str) -> dict[str, Any]:
+def run(recipe: str, root: str, found: dict[str, str] | None = None) -> dict[str, Any]:
     namespace: dict[str, Any] = {"root": root}
-    exec(recipes()[recipe], namespace)  # noqa: S102 - the documented snippet, run as printed
+    snippet = (found or recipes())[recipe]
+    exec(snippet, namespace)  # noqa: S102 - the documented snippet, run as printed
     return namespace
 
 
@@ -91,6 +111,7 @@ def days_of(table: pa.Table) -> list[date]:
 
 def test_the_doc_has_a_recipe_for_every_reader() -> None:
     assert list(recipes()) == READERS
+    assert list(delta_recipes()) == DELTA_READERS
 
 
 @pytest.mark.parametrize("reader", READERS)
@@ -217,3 +238,74 @@ def test_links_into_the_tables_doc_point_at_its_headings() -> None:
     linked += re.findall(r"\]\(docs/tables\.md#([\w-]+)\)", readme)
     assert "what-glob-readers-see-while-a-day-is-written" in linked
     assert set(linked) <= anchors, set(linked) - anchors
+
+
+@pytest.fixture(scope="module")
+def delta_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A root of Delta tables where every day was written twice (the first write's files are
+    still on disk, as until a vacuum) and a write was killed before its commit."""
+    folder = tmp_path_factory.mktemp("delta")
+    for _ in range(2):
+        for day, count in DAYS.items():
+            tables = flatten_instances(day_records(count, day.isoformat()), GMT8, EXTRACTED_AT)
+            write_day(str(folder), day, tables.as_dict(), {}, table_format="delta")
+    uncommitted = folder / "flow_instances" / "trigger_date=2019-08-14" / "part-killed.parquet"
+    uncommitted.write_bytes(next(uncommitted.parent.iterdir()).read_bytes())
+    return str(folder)
+
+
+#: Printed after a recipe run in a process of its own: the row counts of its two results.
+COUNTS = """
+import json
+
+def rows(result):
+    if hasattr(result, "fetchall"):  # a DuckDB relation
+        return result.aggregate("count(*)").fetchall()[0][0]
+    return getattr(result, "num_rows", None) or getattr(result, "height", None) or len(result)
+
+print(json.dumps([rows(instances), rows(since_13th)]))
+"""
+
+
+def run_in_process(recipe: str, root: str) -> list[int]:
+    """The recipe run as a script of its own; its row counts, once it has exited 0."""
+    script = f"root = {root!r}\n{recipe}\n{COUNTS}"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("reader", DELTA_READERS)
+def test_every_delta_reader_reads_each_day_once_and_filters_by_date(
+    reader: str, delta_root: str
+) -> None:
+    namespace = run(reader, delta_root, delta_recipes())
+    every, filtered = as_arrow(namespace["instances"]), as_arrow(namespace["since_13th"])
+
+    assert every.num_rows == ALL_ROWS
+    day_type = pa.timestamp("ms") if reader == "read_table" else pa.date32()  # as above
+    assert every.schema.field("trigger_date").type == day_type
+    counts = pd.Series(days_of(every)).value_counts().to_dict()
+    assert counts == {day: count for day, count in DAYS.items() if count}
+    assert filtered.num_rows == SINCE_13TH
+    assert set(days_of(filtered)) == {date(2019, 8, 14)}
+    unit = "ms" if reader in ("read_table", "dataset") else "us"  # the Delta protocol's
+    assert every.schema.field("trigger_time").type == pa.timestamp(unit, tz="UTC")
+    assert min(every.column("trigger_time").to_pylist()) == FIRST_TRIGGER
+
+
+@pytest.mark.parametrize(
+    ("doc", "reader"),
+    [("tables.md", reader) for reader in READERS]
+    + [("delta.md", reader) for reader in DELTA_READERS],
+)
+def test_every_reader_process_exits_0(
+    doc: str, reader: str, written_root: str, delta_root: str
+) -> None:
+    if doc == "tables.md":
+        counts = run_in_process(recipes()[reader], written_root)
+    else:
+        counts = run_in_process(delta_recipes()[reader], delta_root)
+    assert counts == [ALL_ROWS, SINCE_13TH]

@@ -54,7 +54,7 @@ def test_a_run_in_another_zone_is_refused_and_the_root_is_untouched(
     root = tmp_path / "data"
     first = backfill(emulator, root, FIRST)
     assert first.returncode == 0, describe(first)
-    assert record(root) == {"partition_timezone": "UTC"}
+    assert record(root) == {"partition_timezone": "UTC", "table_format": "parquet"}
     before, requests = snapshot(root), emulator.stats()["requests"]
 
     if how == "--timezone":
@@ -89,7 +89,7 @@ def test_a_root_written_before_records_takes_its_next_runs_zone_and_says_so_once
         "it takes this run's (Asia/Shanghai), so the days written before are taken to be cut "
         "in it"
     ], describe(adopting)
-    assert record(root) == {"partition_timezone": "Asia/Shanghai"}
+    assert record(root) == {"partition_timezone": "Asia/Shanghai", "table_format": "parquet"}
     assert again.returncode == 0 and again.stderr == "", describe(again)
     assert other.returncode == 2 and "timezone Asia/Shanghai" in other.stderr, describe(other)
     assert_days_exact(emulator, root, [FIRST, SECOND], "Asia/Shanghai")
@@ -104,4 +104,7 @@ def test_a_new_root_records_its_zone_with_its_first_run_only(
     done = backfill(emulator, tmp_path / "data", FIRST, "--timezone", "Europe/Berlin")
 
     assert done.returncode == 0 and done.stderr == "", describe(done)
-    assert record(tmp_path / "data") == {"partition_timezone": "Europe/Berlin"}
+    assert record(tmp_path / "data") == {
+        "partition_timezone": "Europe/Berlin",
+        "table_format": "parquet",
+    }

@@ -7,12 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any, NamedTuple
 
-import boto3
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -33,7 +30,7 @@ from flowinst_etl.tables.flatten import FlowTables, flatten_instances
 from flowinst_etl.tables.schema import TABLES, schema_fingerprint
 from tests.fixtures.enos_records import EXTRACTED_AT, GMT8, day_records
 from tests.fixtures.old_layout import write_old_layout
-from tests.support import s3_server
+from tests.support import S3
 
 DAY = date(2019, 8, 12)
 RECONCILIATION = {"instances": 12, "pages": 2, "server_timezone": "GMT+8", "complete": True}
@@ -269,33 +266,6 @@ def test_write_day_refuses_bad_arguments(
     with pytest.raises(ConfigError, match=message):
         write_day(str(tmp_path), DAY, tables, reconciliation)
     assert not any(tmp_path.rglob("*.parquet*"))
-
-
-class S3(NamedTuple):
-    root: str
-    options: dict
-    client: Any
-
-
-@pytest.fixture
-def s3() -> Iterator[S3]:
-    """A bucket on a real S3-compatible server on loopback, stopped after the test."""
-    with s3_server() as aws:
-        endpoint = aws["AWS_ENDPOINT_URL"]
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket="flowinst")
-        options = {
-            "client_kwargs": {"endpoint_url": endpoint},
-            "key": "testing",
-            "secret": "testing",
-        }
-        yield S3("s3://flowinst/dataset", options, client)
 
 
 def test_a_day_round_trips_through_s3(s3: S3) -> None:

@@ -24,6 +24,8 @@ PARTITION_KEY = "trigger_date"
 #: The folder of everything that is not table data. Readers never meet it: they are pointed at
 #: a table's folder, and hive discovery skips names starting with ``_`` anyway.
 CONTROL_FOLDER = "_flowinst"
+#: A write's commit record, staged beside its files before it is published.
+COMMIT_FILE = "commit.json"
 #: The data file of the old layout, named by a ``_manifest.json`` beside it.
 LEGACY_MANIFEST = "_manifest.json"
 

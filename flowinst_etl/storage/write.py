@@ -14,7 +14,8 @@ Steps of one write of day D, by write id W (all under D's lock on a local disk):
 
 A crash before step 4 leaves the previous write committed; a crash after it, the new one. Data
 files that a crash left beside the committed ones are removed by the next write of the day or by
-:func:`repair`, which every run calls first.
+:func:`repair`, which every run calls first. A root of Delta tables writes its days as
+:mod:`flowinst_etl.storage.delta` says instead.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flowinst_etl.config import DEFAULT_RETENTION_HOURS
 from flowinst_etl.exceptions import ConfigError, StoreError
+from flowinst_etl.storage import delta
 from flowinst_etl.storage.commits import (
     encode,
     legacy_days,
@@ -39,15 +42,24 @@ from flowinst_etl.storage.commits import (
     read_legacy_manifest,
 )
 from flowinst_etl.storage.filesystem import (
+    COMMIT_FILE,
     LEGACY_MANIFEST,
     PARTITION_KEY,
     Store,
     data_file_name,
 )
+from flowinst_etl.storage.root import (
+    DELTA,
+    PARQUET,
+    RootRecord,
+    check_format_name,
+    check_root,
+    claim_root,
+    root_table_format,
+)
 from flowinst_etl.tables.schema import TABLES, conform, schema_fingerprint
 
 COMPRESSION = "zstd"
-COMMIT_FILE = "commit.json"
 
 _SCALARS = (bool, int, float, str)
 _JSON_COLUMNS = frozenset({"graph", "parameters", "extra"})
@@ -91,6 +103,7 @@ def write_day(
     reconciliation: Mapping[str, int | str | float | bool],
     *,
     storage_options: Mapping[str, Any] | None = None,
+    table_format: str | None = None,
 ) -> WrittenDay:
     """Write one partition day of some tables as one commit, replacing their earlier version.
 
@@ -109,16 +122,20 @@ def write_day(
         reconciliation: figures for the day's checks (counts, ids); copied into every manifest,
             so never put credentials here.
         storage_options: passed to fsspec, e.g. ``{"client_kwargs": {"endpoint_url": ...}}``.
+        table_format: ``parquet`` or ``delta``; ``None``: the root's (Parquet for a new root).
 
     Returns:
         The paths and row counts written.
 
     Raises:
         ConfigError: an unknown table name, data that does not fit its schema, a
-            reconciliation value that is not a JSON scalar, or an unusable root.
+            reconciliation value that is not a JSON scalar, an unusable root, or a
+            ``table_format`` other than the root's.
         StoreError: the storage failed while writing or publishing.
     """
-    with open_day(root, day, tables, storage_options=storage_options) as writer:
+    with open_day(
+        root, day, tables, storage_options=storage_options, table_format=table_format
+    ) as writer:
         writer.append(tables)
         return writer.commit(reconciliation)
 
@@ -130,6 +147,7 @@ def open_day(
     tables: Iterable[str] = TABLES,
     *,
     storage_options: Mapping[str, Any] | None = None,
+    table_format: str | None = None,
 ) -> Iterator[DayWriter]:
     """Start a write of ``day``'s ``tables``, to be filled a part at a time and committed.
 
@@ -139,7 +157,8 @@ def open_day(
     held for the whole block.
 
     Raises:
-        ConfigError: an unknown table name, a day that is not a date, or an unusable root.
+        ConfigError: an unknown table name, a day that is not a date, an unusable root, or a
+            ``table_format`` other than the root's.
         StoreError: the storage failed (also for an ``OSError`` raised inside the block).
     """
     given = set(tables)
@@ -151,39 +170,68 @@ def open_day(
         raise ConfigError(f"day must be a date, not {day!r}")
     store = Store.open(root, storage_options)
     try:
+        if table_format is not None:
+            check_format_name(table_format, "table_format")
+        table_format = run_format(root, table_format, storage_options=storage_options)
+        claim_root(root, RootRecord(table_format=table_format), storage_options)
         with store.day_lock(day):
-            _migrate_day(store, day)
-            _tidy(store, day)
+            if table_format == DELTA:
+                delta.finish_staged(store, day)
+            else:
+                _migrate_day(store, day)
+                _tidy(store, day)
+            writer = None
             try:
                 with contextlib.ExitStack() as files:
-                    yield DayWriter(store, day, names, files)
+                    writer = DayWriter(store, day, names, files, table_format)
+                    yield writer
             finally:
                 with contextlib.suppress(OSError):
-                    _tidy(store, day)
+                    if table_format == PARQUET:
+                        _tidy(store, day)
+                    elif writer is not None:
+                        writer.discard()
     except OSError as exc:
         raise StoreError(f"could not write day {day} under {root}: {exc}") from exc
 
 
 class DayWriter:
-    """One write of a day in progress: a staged Parquet file per table, a row group per part.
+    """One write of a day in progress: a Parquet file per table, a row group per part; staged
+    outside the tables (Parquet format) or in its partition folder, where Delta readers see it
+    only once committed (Delta format).
 
     Made by :func:`open_day`, which holds the day's lock and removes what a write left
     without a commit.
     """
 
     def __init__(
-        self, store: Store, day: date, names: list[str], files: contextlib.ExitStack
+        self,
+        store: Store,
+        day: date,
+        names: list[str],
+        files: contextlib.ExitStack,
+        table_format: str = PARQUET,
     ) -> None:
         self.store, self.day, self.names = store, day, names
+        self.table_format = table_format
         self.write_id = uuid.uuid4().hex
         self.rows = dict.fromkeys(names, 0)
+        self._schemas = delta.STORED if table_format == DELTA else TABLES
+        self._staged = False
         self._files = files
+        if table_format == DELTA:  # on a local disk, names the write's files for a cleanup
+            store.fs.makedirs(self._staging, exist_ok=True)
         self._writers = {name: self._open(name) for name in names}
 
+    def _path(self, name: str) -> str:
+        file = data_file_name(self.write_id)
+        if self.table_format == DELTA:
+            return f"{self.store.folder(name, self.day)}/{file}"
+        return f"{self._staging}/{name}/{file}"
+
     def _open(self, name: str) -> pq.ParquetWriter:
-        path = f"{self._staging}/{name}/{data_file_name(self.write_id)}"
-        handle = self._files.enter_context(self.store.create(path))
-        schema = TABLES[name]
+        handle = self._files.enter_context(self.store.create(self._path(name)))
+        schema = self._schemas[name]
         # Statistics of whole JSON documents help no reader; dictionaries of mostly unique
         # strings cost more time than zstd alone saves space.
         writer = pq.ParquetWriter(
@@ -213,7 +261,7 @@ class DayWriter:
             raise ConfigError(f"tables {unknown} are not part of this write of {self.day}")
         for name in self.names:
             if name in tables:
-                arrow = conform(name, tables[name])
+                arrow = conform(name, tables[name]).cast(self._schemas[name])
                 self._writers[name].write_table(arrow)
                 self.rows[name] += arrow.num_rows
                 del arrow
@@ -240,7 +288,7 @@ class DayWriter:
                 "table": name,
                 PARTITION_KEY: day.isoformat(),
                 "rows": count,
-                "schema_fingerprint": schema_fingerprint(TABLES[name]),
+                "schema_fingerprint": schema_fingerprint(self._schemas[name]),
                 "file": file,
                 "written_at": written_at,
                 "write_id": write_id,
@@ -255,13 +303,28 @@ class DayWriter:
             "tables": {**read_commit(store, day), **manifests},
         }
         store.write_bytes(f"{self._staging}/{COMMIT_FILE}", encode(commit))
-        _publish(store, day, write_id, self.names)
+        self._staged = True
+        if self.table_format == DELTA:
+            delta.publish(store, day, commit, self._staging)
+            delta.drop_stage(store, day, self._staging)
+        else:
+            _publish(store, day, write_id, self.names)
         return WrittenDay(
             day,
             {name: store.url(f"{store.folder(name, day)}/{file}") for name in self.names},
             dict(self.rows),
             write_id,
         )
+
+    def discard(self) -> None:
+        """Remove what a Delta write left without staging its commit record: its data files
+        and staging folder. A write that staged its record keeps it for the next run to
+        finish."""
+        if not self._staged:
+            file = data_file_name(self.write_id)
+            folders = [self.store.folder(name, self.day) for name in self.names]
+            self.store.remove([f"{folder}/{file}" for folder in folders])
+            delta.drop_stage(self.store, self.day, self._staging)
 
 
 def _publish(store: Store, day: date, write_id: str, names: list[str]) -> None:
@@ -381,7 +444,9 @@ def repair(
     day with an empty partition folder (a write of the day holds its lock while it fills one,
     and moves a new folder in whole, so a folder empty under the lock is left over). A day of
     the old layout gets a commit record naming its data files, and its ``_manifest.json``
-    files go, so DuckDB and Polars folder scans meet data files only.
+    files go, so DuckDB and Polars folder scans meet data files only. In a root of Delta tables,
+    a write killed between its table commits is finished instead (see
+    :mod:`flowinst_etl.storage.delta`).
 
     On a local disk a write in progress holds its day's lock, so every day can be repaired.
     Object storage has no lock: a staging folder there may be another run's write in progress,
@@ -403,14 +468,18 @@ def repair(
     only = None if days is None or store.local else set(days)
     repaired = set()
     try:
+        table_format = root_table_format(store)
+        finish = delta.finish_staged if table_format == DELTA else _tidy
         for day in sorted(_days_staged(store)):
             if only is None or day in only:
                 with store.day_lock(day):
                     # the write seen in progress may have finished while the lock was awaited
                     if not store.fs.exists(store.staging(day)):
                         continue
-                    _tidy(store, day)
+                    finish(store, day)
                 repaired.add(day)
+        if table_format == DELTA:
+            return sorted(repaired)
         for day in sorted(_legacy_days(store)):
             if only is None or day in only:
                 with store.day_lock(day):
@@ -423,3 +492,49 @@ def repair(
     except OSError as exc:
         raise StoreError(f"could not repair unfinished writes under {root}: {exc}") from exc
     return sorted(repaired)
+
+
+def vacuum(
+    root: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    retention_hours: int = DEFAULT_RETENTION_HOURS,
+) -> list[str]:
+    """In a root of Delta tables, delete the files no table version younger than
+    ``retention_hours`` uses (replaced days, files of killed writes); returns them. A Parquet
+    root removes replaced files as it writes: nothing to do there.
+
+    Raises:
+        ConfigError: unusable root, or the delta extra is not installed.
+        StoreError: the storage failed.
+    """
+    store = Store.open(root, storage_options)
+    try:
+        if root_table_format(store) != DELTA:
+            return []
+        return delta.vacuum(store, retention_hours)
+    except OSError as exc:
+        raise StoreError(f"could not vacuum {root}: {exc}") from exc
+
+
+def run_format(
+    root: str, wanted: str | None, *, storage_options: Mapping[str, Any] | None = None
+) -> str:
+    """The table format a run writes to ``root``: the root's, which ``wanted`` (the
+    ``FLOWINST_TABLE_FORMAT`` setting, when given) must match; ``wanted`` for a new root.
+
+    Raises:
+        ConfigError: ``wanted`` differs from the root's format, the root is unusable, or the
+            format is Delta and the delta extra is not installed.
+        StoreError: the root record is unreadable or the storage failed.
+    """
+    store = Store.open(root, storage_options)
+    try:
+        if wanted is not None:
+            check_root(root, RootRecord(table_format=wanted), storage_options)
+        table_format = wanted or root_table_format(store) or PARQUET
+    except OSError as exc:
+        raise StoreError(f"could not read the table format of {root}: {exc}") from exc
+    if table_format == DELTA:
+        delta.require_deltalake()
+    return table_format

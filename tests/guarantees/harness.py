@@ -242,12 +242,70 @@ def visible_days(root: Path, table: str) -> set[str]:
     return {folder.name.split("=", 1)[1] for folder in base.iterdir() if os.listdir(folder)}
 
 
+def is_delta(root: Path) -> bool:
+    """Whether ``root`` holds Delta tables."""
+    return (root / "flow_instances" / "_delta_log").is_dir()
+
+
+def delta_day_files(root: Path, table: str) -> dict[str, list[str]]:
+    """Day -> the names of the files the newest version of ``table``'s Delta log holds for it."""
+    from deltalake import DeltaTable
+
+    if not (root / table / "_delta_log").is_dir():
+        return {}
+    actions = pa.table(DeltaTable(str(root / table)).get_add_actions(flatten=True))
+    found: dict[str, list[str]] = {}
+    paths, days = actions.column("path").to_pylist(), actions.column("partition.trigger_date")
+    for path, day in zip(paths, days.to_pylist(), strict=True):
+        found.setdefault(day.isoformat(), []).append(path.rsplit("/", 1)[-1])
+    return {day: sorted(names) for day, names in found.items()}
+
+
+def staged_manifests(root: Path, table: str, day: str) -> list[dict[str, Any]]:
+    """The manifests of ``table`` in the commit records unfinished writes of ``day`` staged (a
+    write killed between its table commits, finished by the next run)."""
+    found = []
+    for staged in sorted(root.glob(f"_flowinst/staging/{day}/*/commit.json")):
+        manifest = json.loads(staged.read_text())["tables"].get(table)
+        if manifest is not None and manifest["write_id"] == staged.parent.name:
+            found.append(manifest)
+    return found
+
+
+def assert_only_complete_delta_days(root: Path) -> dict[str, set[str]]:
+    """Delta readers see committed days only: each day of each Delta table is exactly one file,
+    the one the day's commit record names or, after a process was killed between the table
+    commits of a write, the one of that write (whole, and staged for the next run to finish),
+    with the stored schema and the committed row count."""
+    from flowinst_etl.storage.delta import STORED
+
+    days = {}
+    for table, schema in STORED.items():
+        files = delta_day_files(root, table)
+        for day, names in files.items():
+            manifests = [m for m in (read_manifest(str(root), table, day),) if m is not None]
+            manifests += staged_manifests(root, table, day)
+            assert manifests, f"{table} {day}: Delta readers see {names}, none recorded"
+            chosen = [m for m in manifests if names == [m["file"]]]
+            assert chosen, f"{table} {day}: Delta readers see {names}, not one recorded write"
+            manifest = chosen[0]
+            written = pq.read_table(partition(root, table, date.fromisoformat(day)) / names[0])
+            assert written.schema.equals(schema), f"{table} {day}: not the stored schema"
+            assert manifest["rows"] == written.num_rows, f"{table} {day}"
+            assert manifest["schema_fingerprint"] == schema_fingerprint(schema), f"{table} {day}"
+        days[table] = set(files)
+    return days
+
+
 def assert_only_complete_days(root: Path) -> dict[str, set[str]]:
     """Readers see committed days only; returns the visible days of each table.
 
     Every partition folder holds exactly the data file its day's commit names, nothing else,
-    with the pinned schema and the committed row count.
+    with the pinned schema and the committed row count. In a root of Delta tables, each table's
+    newest version holds exactly that file for each day.
     """
+    if is_delta(root):
+        return assert_only_complete_delta_days(root)
     days = {table: visible_days(root, table) for table in TABLES}
     for table, schema in TABLES.items():
         for folder in (root / table).glob("trigger_date=*"):
@@ -275,9 +333,33 @@ def assert_whole_days(root: Path) -> set[str]:
     return first
 
 
+def assert_delta_readers_read(root: Path) -> dict[str, int]:
+    """deltalake (its file list read by pyarrow) and Polars ``scan_delta`` read every Delta table
+    of ``root`` and agree on its row count, and ``read_table`` too unless a write killed between
+    its table commits is yet to be finished; returns the counts."""
+    import polars as pl
+    from deltalake import DeltaTable
+
+    counts = {}
+    for table in TABLES:
+        if not (root / table / "_delta_log").is_dir():
+            continue
+        files = DeltaTable(str(root / table)).file_uris()
+        in_arrow = ds.dataset(files, format="parquet").count_rows() if files else 0
+        in_polars = pl.scan_delta(str(root / table)).select(pl.len()).collect().item()
+        assert in_arrow == in_polars, (table, in_arrow, in_polars)
+        if not list(root.glob("_flowinst/staging/*/*/commit.json")):  # no write to finish
+            assert len(read_table(table, str(root))) == in_arrow, table
+        counts[table] = in_arrow
+    return counts
+
+
 def assert_readers_read(root: Path) -> dict[str, int]:
-    """pyarrow.dataset, DuckDB and ``read_table`` read every table of ``root`` without error and
-    agree on its row count; returns the counts."""
+    """pyarrow.dataset, DuckDB and ``read_table`` (in a root of Delta tables: deltalake, Polars
+    and ``read_table``) read every table of ``root`` without error and agree on its row count;
+    returns the counts."""
+    if is_delta(root):
+        return assert_delta_readers_read(root)
     counts = {}
     for table, schema in TABLES.items():
         if not visible_days(root, table):

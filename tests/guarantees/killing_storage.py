@@ -8,14 +8,18 @@ kills itself, exactly as ``kill -9`` would:
 - ``KILL_AT_OPENING=PREFIX:N``: when it opens for writing the N-th file whose name starts with
   ``PREFIX`` (``part-`` for a day's staged data files, ``commit.json`` for its commit record);
 - ``KILL_AFTER_MOVE=N``: right after its N-th move (rename) has completed, so every point
-  between two renames of a publish can be reached.
+  between two renames of a publish can be reached;
+- ``KILL_AFTER_TABLE_COMMIT=N``: right after its N-th Delta transaction has been committed
+  (deltalake's ``create_write_transaction``), so every point between two table commits of a
+  day's write can be reached.
 
 The dataset code is untouched: it reaches this disk through the same fsspec URL resolution that
-gives it ``s3://``.
+gives it ``s3://``, and commits Delta tables through deltalake's own method.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -28,6 +32,7 @@ from fsspec.implementations.local import LocalFileSystem
 PROTOCOL = "killing"
 KILL_AT = "KILL_AT_OPENING"
 KILL_AFTER_MOVE = "KILL_AFTER_MOVE"
+KILL_AFTER_TABLE_COMMIT = "KILL_AFTER_TABLE_COMMIT"
 
 
 class KillingFileSystem(LocalFileSystem):
@@ -71,7 +76,25 @@ def _maybe_die_opening(name: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _die_after_table_commits(limit: int) -> None:
+    """Make deltalake's commit of a write transaction kill the process once the ``limit``-th
+    has completed."""
+    from deltalake import DeltaTable
+
+    commit = DeltaTable.create_write_transaction
+    commits = itertools.count(1)
+
+    def committing(table: DeltaTable, *args: Any, **kwargs: Any) -> None:
+        commit(table, *args, **kwargs)
+        if next(commits) == limit:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    DeltaTable.create_write_transaction = committing  # type: ignore[method-assign]
+
+
 fsspec.register_implementation(PROTOCOL, KillingFileSystem, clobber=True)
+if os.environ.get(KILL_AFTER_TABLE_COMMIT):
+    _die_after_table_commits(int(os.environ[KILL_AFTER_TABLE_COMMIT]))
 
 
 if __name__ == "__main__":

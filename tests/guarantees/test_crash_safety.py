@@ -5,7 +5,9 @@ steps (see ``killing_storage``): while a day's files are staged, and after every
 publish. ``read_table`` and ``dataset()`` then see each day as exactly one write, the previous or
 the new one; glob readers (pyarrow.dataset, DuckDB) see no partition folder without data and no
 temporary file, and after a rerun exactly the committed files. Two backfills of the same days at
-once both finish, each day as one complete write.
+once both finish, each day as one complete write. The tests that apply to both table formats run
+for a root of Delta tables too, where Delta readers see each day of a table as one committed
+file, and a process killed between the table commits of a day is finished by the next run.
 """
 
 from __future__ import annotations
@@ -37,18 +39,26 @@ from tests.guarantees.harness import (
     backfill_args,
     cli_command,
     days_from,
+    delta_day_files,
     describe,
     emulator_environment,
     file_listing,
+    is_delta,
     run_cli,
     snapshot,
 )
-from tests.guarantees.killing_storage import KILL_AFTER_MOVE, KILL_AT, PROTOCOL
+from tests.guarantees.killing_storage import (
+    KILL_AFTER_MOVE,
+    KILL_AFTER_TABLE_COMMIT,
+    KILL_AT,
+    PROTOCOL,
+)
 
 FIRST = date(2026, 11, 18)
 DAYS = days_from(FIRST, 5)
 TIMEZONE = "UTC"
 KILLING_CLI = "tests.guarantees.killing_storage"
+FORMATS = ["parquet", "delta"]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +84,12 @@ def every_table(root: Path) -> dict[str, pd.DataFrame]:
 
 
 def assert_clean_folders(root: Path) -> None:
-    """Every day folder holds exactly the data file its commit names, nothing is staged."""
+    """Every day folder holds exactly the data file its commit names (Delta tables: the newest
+    version of each holds exactly that file for each day), nothing is staged."""
+    if is_delta(root):
+        assert_only_complete_days(root)
+        assert not list((root / "_flowinst" / "staging").glob("*")), "a write left staging"
+        return
     for folder in root.glob("*/trigger_date=*"):
         manifest = read_manifest(str(root), folder.parent.name, folder.name.split("=", 1)[1])
         assert manifest is not None, folder
@@ -82,12 +97,13 @@ def assert_clean_folders(root: Path) -> None:
     assert not [p for p in (root / "_flowinst" / "staging").rglob("*") if p.is_file()]
 
 
+@pytest.mark.parametrize("table_format", FORMATS)
 def test_a_backfill_killed_after_a_committed_day_leaves_only_complete_days(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, table_format: str
 ) -> None:
     root = tmp_path / "data"
     args = backfill_args(DAYS[0], DAYS[-1], root, "--timezone", TIMEZONE, "--workers", "1")
-    env = emulator_environment(emulator, ENOS_PAGE_SIZE="20")
+    env = emulator_environment(emulator, ENOS_PAGE_SIZE="20", FLOWINST_TABLE_FORMAT=table_format)
     emulator.reconfigure(latency_ms=60)
     try:
         process = subprocess.Popen(
@@ -120,7 +136,8 @@ def test_a_backfill_killed_after_a_committed_day_leaves_only_complete_days(
 
     again = run_cli(*args, env=env, cwd=tmp_path)
     assert again.returncode == 0, describe(again)
-    assert layout(root) == files
+    assert layout(root) == files or table_format == "delta"  # Delta keeps replaced files
+    assert_clean_folders(root)
     for table, frame in every_table(root).items():
         pd.testing.assert_frame_equal(frame, tables[table], obj=table)
 
@@ -131,51 +148,60 @@ def layout(root: Path) -> list[str]:
 
 
 def killing_backfill(
-    emulator: Emulator, root: Path, kill_at: str, cwd: Path
+    emulator: Emulator, root: Path, kill_at: str, cwd: Path, table_format: str
 ) -> subprocess.CompletedProcess[str]:
     """The backfill of every day on the killing disk, dying at ``kill_at`` (``PREFIX:N``)."""
     return run_cli(
         *backfill_args(DAYS[0], DAYS[-1], f"{PROTOCOL}://{root}", "--timezone", TIMEZONE),
-        env=emulator_environment(emulator, **{KILL_AT: kill_at}),
+        env=emulator_environment(
+            emulator, **{KILL_AT: kill_at, "FLOWINST_TABLE_FORMAT": table_format}
+        ),
         cwd=cwd,
         module=KILLING_CLI,
     )
 
 
+@pytest.mark.parametrize("table_format", FORMATS)
 def test_a_crash_while_writing_a_day_keeps_its_previous_version(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, table_format: str
 ) -> None:
     root = tmp_path / "data"
+    env = emulator_environment(emulator, FLOWINST_TABLE_FORMAT=table_format)
     args = backfill_args(DAYS[0], DAYS[-1], root, "--timezone", TIMEZONE)
-    first = run_cli(*args, env=emulator_environment(emulator), cwd=tmp_path)
+    first = run_cli(*args, env=env, cwd=tmp_path)
     assert first.returncode == 0, describe(first)
     before = snapshot(root)
 
-    crash = killing_backfill(emulator, root, "part-:2", tmp_path)
+    crash = killing_backfill(emulator, root, "part-:2", tmp_path, table_format)
 
     assert crash.returncode == -signal.SIGKILL, describe(crash)
     after = snapshot(root)
     leftovers = sorted(set(after) - set(before))
     assert leftovers, "the crash came before any file was written: the test proves nothing"
-    assert all(name.startswith("_flowinst/") for name in leftovers), leftovers
+    # Delta writes a day's files into its partition folders, where no Delta version names them
+    # until committed (assert_whole_days checks what Delta readers see).
+    uncommitted = r"_flowinst/.*|flow_\w+/trigger_date=[-\d]+/part-[0-9a-f]+\.parquet"
+    pattern = uncommitted if table_format == "delta" else "_flowinst/.*"
+    assert all(re.fullmatch(pattern, name) for name in leftovers), leftovers
     assert {name: after[name] for name in before} == before, "a committed file changed"
     assert assert_whole_days(root) == {day.isoformat() for day in DAYS}
     assert_readers_read(root)
 
-    rerun = run_cli(*args, env=emulator_environment(emulator), cwd=tmp_path)
+    rerun = run_cli(*args, env=env, cwd=tmp_path)
     assert rerun.returncode == 0, describe(rerun)
     assert_days_exact(emulator, root, DAYS, TIMEZONE)
     assert_clean_folders(root)
 
 
+@pytest.mark.parametrize("table_format", FORMATS)
 def test_a_crash_while_committing_a_day_leaves_no_uncommitted_data_visible(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, table_format: str
 ) -> None:
     root = tmp_path / "data"
 
     # One commit record is staged per day: the 2nd opening is the second day's, after the first
     # day is committed and while the second is on its way.
-    crash = killing_backfill(emulator, root, "commit.json:2", tmp_path)
+    crash = killing_backfill(emulator, root, "commit.json:2", tmp_path, table_format)
 
     assert crash.returncode == -signal.SIGKILL, describe(crash)
     assert committed_days(root), "killed before any day was committed"
@@ -183,7 +209,8 @@ def test_a_crash_while_committing_a_day_leaves_no_uncommitted_data_visible(
     assert_only_complete_days(root)
 
     args = backfill_args(DAYS[0], DAYS[-1], root, "--timezone", TIMEZONE)
-    rerun = run_cli(*args, env=emulator_environment(emulator), cwd=tmp_path)
+    env = emulator_environment(emulator, FLOWINST_TABLE_FORMAT=table_format)
+    rerun = run_cli(*args, env=env, cwd=tmp_path)
     assert rerun.returncode == 0, describe(rerun)
     assert_days_exact(emulator, root, DAYS, TIMEZONE)
     assert_clean_folders(root)
@@ -249,12 +276,16 @@ def crash_write(root: Path) -> str:
     return staged.name
 
 
+@pytest.mark.parametrize("table_format", FORMATS)
 def test_two_backfills_of_the_same_days_at_once_both_finish_with_whole_days(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, table_format: str
 ) -> None:
     root, days = tmp_path / "data", DAYS[:3]
     args = backfill_args(days[0], days[-1], root, "--timezone", TIMEZONE)
-    environment = {**emulator_environment(emulator), "PYTHONPATH": str(REPOSITORY)}
+    environment = {
+        **emulator_environment(emulator, FLOWINST_TABLE_FORMAT=table_format),
+        "PYTHONPATH": str(REPOSITORY),
+    }
     runs = [
         subprocess.Popen(
             cli_command(*args),
@@ -311,3 +342,59 @@ def test_a_migration_of_the_old_layout_killed_at_any_step_reads_the_same_and_is_
         read_table("flow_instances", str(root), start=new_day, end=new_day)
     )
     assert_clean_folders(root)
+
+
+def committed_delta_writes(root: Path, day: date) -> dict[str, str]:
+    """The write id of the file each Delta table's newest version holds for ``day``."""
+    found = {}
+    for table in TABLES:
+        [name] = delta_day_files(root, table)[day.isoformat()]
+        found[table] = re.fullmatch(r"part-([0-9a-f]+)\.parquet", name).group(1)  # type: ignore[union-attr]
+    return found
+
+
+@pytest.mark.slow
+def test_a_delta_write_killed_between_its_table_commits_is_finished_by_the_next_run(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Killed right after a day's first table commit, and after its last (the record not yet
+    in place): ``read_table`` and ``dataset()`` keep showing the recorded write,
+    Delta readers see each table's day as one whole file, and the next run finishes the killed
+    write before it writes its own, leaving the day exact."""
+    root, day = tmp_path / "data", DAYS[0]
+    env = emulator_environment(emulator, FLOWINST_TABLE_FORMAT="delta")
+    args = backfill_args(day, day, root, "--timezone", TIMEZONE)
+    first = run_cli(*args, env=env, cwd=tmp_path)
+    assert first.returncode == 0, describe(first)
+    before = every_table(root)
+
+    # Between the first two table commits, and after the last (the record not yet in place).
+    for kill in ({KILL_AFTER_TABLE_COMMIT: "1"}, {KILL_AFTER_TABLE_COMMIT: str(len(TABLES))}):
+        recorded = committed_write(root, day)
+        crash = run_cli(
+            *backfill_args(day, day, f"{PROTOCOL}://{root}", "--timezone", TIMEZONE),
+            env={**env, **kill},
+            cwd=tmp_path,
+            module=KILLING_CLI,
+        )
+
+        assert crash.returncode == -signal.SIGKILL, describe(crash)
+        [staged] = list(root.glob("_flowinst/staging/*/*"))
+        killed = staged.name
+        writes = committed_delta_writes(root, day)
+        commits, held = int(kill[KILL_AFTER_TABLE_COMMIT]), list(writes.values())
+        assert held[:commits] == [killed] * commits, writes  # the first N tables: killed write
+        assert killed not in held[commits:], writes
+        assert committed_write(root, day) == recorded, "the record moved before the commits"
+        for table, frame in every_table(root).items():
+            pd.testing.assert_frame_equal(frame, before[table], obj=f"{kill} {table}")
+        assert_only_complete_days(root)
+        assert_readers_read(root)
+
+        rerun = run_cli(*args, env=env, cwd=tmp_path)
+        assert rerun.returncode == 0, describe(rerun)
+        assert "finished what an unfinished write" in rerun.stderr, describe(rerun)
+        assert_days_exact(emulator, root, [day], TIMEZONE)
+        assert assert_whole_days(root) == {day.isoformat()}
+        assert_clean_folders(root)
+        before = every_table(root)

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flowinst_etl import read_table
+from flowinst_etl import read_table, write_day
 from flowinst_etl.config import PipelineSettings
 from flowinst_etl.emulator import Emulator
 from flowinst_etl.storage.root import RootRecord, claim_root
@@ -39,11 +39,14 @@ TABLES = [
 ]
 
 
-def materialize(root: Path, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+def materialize(
+    root: Path, tags: dict[str, str], table_format: str = "parquet"
+) -> dg.ExecuteInProcessResult:
     partitions = daily_partitions(PipelineSettings(timezone=TIMEZONE, start_date=FIRST_DAY))
+    settings = PipelineSettings(data_dir=str(root), max_workers=3, table_format=table_format)
     return dg.materialize(
         [build_flow_instance_tables(partitions, str(root))],
-        resources=run_resources(PipelineSettings(data_dir=str(root), max_workers=3)),
+        resources=run_resources(settings),
         tags=tags,
         raise_on_error=False,
     )
@@ -66,9 +69,12 @@ def materialized_partitions(result: dg.ExecuteInProcessResult, asset: str) -> se
     }
 
 
-def test_one_partition_matches_the_ground_truth(enos_env: Emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
+def test_one_partition_matches_the_ground_truth(
+    enos_env: Emulator, tmp_path: Path, table_format: str
+) -> None:
     day = FIRST_DAY + timedelta(days=1)
-    result = materialize(tmp_path, {"dagster/partition": day.isoformat()})
+    result = materialize(tmp_path, {"dagster/partition": day.isoformat()}, table_format)
     assert result.success
     assert_day_matches_truth(enos_env, tmp_path, day)
     events = [
@@ -79,6 +85,8 @@ def test_one_partition_matches_the_ground_truth(enos_env: Emulator, tmp_path: Pa
     metadata = events[0].event_specific_data.materialization.metadata
     assert metadata["dagster/row_count"].value == len(day_truth(enos_env, day, TIMEZONE))
     assert metadata["requests"].value >= 3 and "preview" in metadata
+    assert metadata["table_format"].value == table_format
+    assert (tmp_path / "flow_instances" / "_delta_log").is_dir() == (table_format == "delta")
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 5 and all(check.passed for check in checks)
 
@@ -197,3 +205,15 @@ def test_dg_launch_materialises_a_partition_range(enos_env: Emulator, tmp_path: 
     for day in days:
         assert_day_matches_truth(enos_env, tmp_path, day)
     assert_every_check_resolved_on_its_day(tmp_path / "dagster_home", days)
+
+
+def test_a_root_of_the_other_format_fails_the_run_before_any_request(
+    enos_env: Emulator, tmp_path: Path
+) -> None:
+    write_day(str(tmp_path), FIRST_DAY, {}, {}, table_format="delta")
+    before = enos_env.stats()["requests"]
+    result = materialize(tmp_path, {"dagster/partition": FIRST_DAY.isoformat()})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "holds days of table format delta" in str(failure.event_specific_data.error)
+    assert enos_env.stats()["requests"] == before
