@@ -59,6 +59,7 @@ class Conventions:
     prefix_checked: bool = False
     prefix_failure: IncompleteExtractionError | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    prefix_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.page_size = self.page_size or self.requested_page_size

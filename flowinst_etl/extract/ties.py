@@ -40,7 +40,7 @@ def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]
             further, or the flow whose id is a suffix cannot be accounted for.
     """
     whole = _ask(asker, Span(second_ms, second_ms + SECOND_MS))
-    if whole.whole:
+    if whole.whole and _not_filtered_after_limit(asker, whole):
         found = {row.instance_id: row for row in whole.rows}
     else:
         found = _part(asker, second_ms, "")
@@ -78,6 +78,28 @@ def _ask(asker: Asker, span: Span, page_no: int | None = None) -> Answer:
         with conventions.lock:
             conventions.tie_page_size_limit = conventions.requested_page_size
         return asker.ask(span, page_no, conventions.requested_page_size)
+
+
+def _not_filtered_after_limit(asker: Asker, answer: Answer) -> bool:
+    """A whole answer of ``k`` rows, asked again with ``pageSize`` ``k``, comes back with the
+    same ``k`` rows; rows dropped after LIMIT (a privilege filter) make it come back shorter.
+
+    Raises:
+        IncompleteExtractionError: it came back shorter.
+    """
+    if not answer.rows:
+        return True
+    again = asker.ask(answer.span, page_size=len(answer.rows))
+    if len(again.rows) < len(answer.rows):
+        conventions = asker.conventions
+        checks.not_cut(
+            asker.scheduling_type,
+            len(again.rows),
+            len(answer.rows),
+            conventions.longest,
+            conventions.page_size_capped,
+        )
+    return True
 
 
 def _finds(asker: Asker, second_ms: int, instance_id: str) -> bool:

@@ -31,6 +31,7 @@ class CursorWalk:
         self.asker = asker
         self.window = window
         self.held: dict[str, Row] = {}
+        self.first_full: Answer | None = None
 
     def collect(self) -> dict[str, Row]:
         """Every instance of the type in the window, by id.
@@ -46,6 +47,8 @@ class CursorWalk:
             if reread:
                 self._check_begins_at(answer, cursor)
             if not answer.rows:
+                if self.first_full is not None:
+                    self._check_prefix_once(self.first_full)
                 return self.held
             self._hold(answer.rows)
             last = answer.last_ms
@@ -68,8 +71,8 @@ class CursorWalk:
                 cursor, reread = last + SECOND_MS, False
                 answer = self._ask(cursor)
             else:
-                if answer.full:
-                    self._check_prefix_once(answer)
+                if answer.full and self.first_full is None:
+                    self.first_full = answer
                 short, cursor, reread = answer, last, True
                 answer = self._ask(cursor)
                 if not short.full and answer.rows and answer.last_ms > last:
@@ -106,24 +109,23 @@ class CursorWalk:
         checks.starts_at(self.asker.scheduling_type, cursor, first, still_there)
 
     def _check_prefix_once(self, answer: Answer) -> None:
-        """Once per run: a first page is a prefix of its span in trigger order (the gateway
-        sorts before it cuts the page), so the first half of it, asked alone, is its first
-        half. A gateway shown to cut first fails every window after, too."""
+        """Once per run, before any walk that relied on it ends: a first page is a prefix of
+        its span in trigger order (the gateway sorts before it cuts the page), so the first
+        half of it, asked alone, is its first half. Once refused, every walk is refused."""
         conventions = self.asker.conventions
-        with conventions.lock:
+        with conventions.prefix_lock:
             if conventions.prefix_failure is not None:
                 raise conventions.prefix_failure
             if conventions.prefix_checked:
                 return
-            conventions.prefix_checked = True
-        half = max(1, len(answer.rows) // 2)
-        smaller = self.asker.ask(answer.span, page_size=half)
-        try:
-            checks.prefix(self.asker.scheduling_type, answer.rows, smaller.rows)
-        except IncompleteExtractionError as failure:
-            with conventions.lock:
+            half = max(1, len(answer.rows) // 2)
+            smaller = self.asker.ask(answer.span, page_size=half)
+            try:
+                checks.prefix(self.asker.scheduling_type, answer.rows, smaller.rows)
+            except IncompleteExtractionError as failure:
                 conventions.prefix_failure = failure
-            raise
+                raise
+            conventions.prefix_checked = True
 
     def _grew(self, short: Answer) -> bool:
         """Whether rows after a short answer are instances changed since: asked again, its
