@@ -28,7 +28,7 @@ from flowinst_etl.config import DEFAULT_RETENTION_HOURS
 from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extraction, Extractor
 from flowinst_etl.interrupts import deferred_interrupts
-from flowinst_etl.storage.root import DELTA
+from flowinst_etl.storage.root import DELTA, RootRecord, claim_root
 from flowinst_etl.storage.write import DayWriter, open_day, repair, run_format, vacuum
 from flowinst_etl.tables.flatten import flatten_instances
 from flowinst_etl.windows import day_window
@@ -94,12 +94,19 @@ def load_days(
         One result per day, as soon as the day is committed or has failed.
 
     Raises:
-        ConfigError: ``chunk_instances`` is below 1, or ``table_format`` is not the root's.
+        ConfigError: ``chunk_instances`` is below 1, or ``partition_tz`` (an IANA zone) or
+            ``table_format`` is not the root's.
         StoreError: what earlier crashed writes left under ``root`` could not be removed.
     """
     if chunk_instances < 1:
         raise ConfigError(f"chunk_instances must be at least 1, not {chunk_instances}")
     table_format = run_format(root, table_format, storage_options=storage_options)
+    zone_name = getattr(partition_tz, "key", None)
+    claim_root(
+        root,
+        RootRecord(partition_timezone=zone_name, table_format=table_format),
+        storage_options,
+    )
     for day in repair(root, storage_options=storage_options, days=days):
         log.warning("removed or finished what an unfinished write of %s left", day)
     if table_format == DELTA:

@@ -187,3 +187,16 @@ def test_a_day_without_a_change_record_is_re_read(backfilled) -> None:
     assert [(c.verdict, c.reason) for c in plan.days] == [
         (CHANGED, f"write {stripped['write_id']} kept no change record")
     ]
+
+
+def test_a_gateway_sorting_oldest_first_is_never_taken_for_no_change(backfilled) -> None:
+    """The probe stops at the first row older than the days' reads, so a gateway that ignores
+    the update-time sorter and answers oldest first would show no change at all: every page
+    must come newest first before any row is used, or the test is distrusted and every day
+    re-read."""
+    emu, client, root = backfilled()
+    emu.late_changes(3, *day_bounds_ms(DAYS[1], "UTC"))
+    emu.reconfigure(defect="unsorted")
+    assert UNCHANGED not in verdicts(client, root).values()
+    distrust = json.loads((Path(root) / "_flowinst" / "refresh" / "untrusted.json").read_text())
+    assert "does not sort by update time" in json.dumps(distrust)

@@ -5,9 +5,11 @@ on S3 leave every day as one write."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import date
 from pathlib import Path
 
@@ -217,3 +219,19 @@ def test_concurrent_writers_on_s3_commit_different_days_and_never_mix_one(s3: S3
     assert len(files) == 2  # a file for each day: none duplicated
     listed = s3.client.list_objects_v2(Bucket="flowinst", Prefix="dataset/_flowinst/staging/")
     assert "Contents" not in listed, [item["Key"] for item in listed.get("Contents", [])]
+
+
+def test_vacuum_removes_files_no_log_version_names(tmp_path: Path) -> None:
+    """A write killed before its commit leaves a file that no log version names; a vacuum past
+    the retention removes it too, not only files the log replaced."""
+    root = str(tmp_path)
+    kept = write_day(root, DAY, tables_of(3).as_dict(), {}, table_format="delta")
+    folder = tmp_path / "flow_instances" / f"trigger_date={DAY}"
+    orphan = folder / "part-orphan.parquet"
+    orphan.write_bytes((folder / f"part-{kept.write_id}.parquet").read_bytes())
+    hours_ago = time.time() - 5 * 3600
+    os.utime(orphan, (hours_ago, hours_ago))
+
+    assert f"trigger_date={DAY}/part-orphan.parquet" in vacuum(root, retention_hours=1)
+    assert [p.name for p in folder.iterdir()] == [f"part-{kept.write_id}.parquet"]
+    assert len(read_table("flow_instances", root)) == 3

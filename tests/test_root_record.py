@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 
 from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.exceptions import ConfigError
+from flowinst_etl.extract import Extractor
+from flowinst_etl.gateway.client import EnosClient
+from flowinst_etl.load import load_days
+from flowinst_etl.windows import zone
 from tests.guarantees.harness import (
     assert_days_exact,
     backfill_args,
@@ -21,6 +26,7 @@ from tests.guarantees.harness import (
     run_cli,
     snapshot,
 )
+from tests.support import settings_for
 
 FIRST, SECOND = date(2026, 11, 2), date(2026, 11, 3)
 RECORD = Path("_flowinst", "root.json")
@@ -108,3 +114,20 @@ def test_a_new_root_records_its_zone_with_its_first_run_only(
         "partition_timezone": "Europe/Berlin",
         "table_format": "parquet",
     }
+
+
+def test_the_library_load_holds_a_root_to_its_zone_and_records_a_new_ones(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """``load_days`` (what ``refresh`` and scripts call) records the zone of a new root and
+    refuses another, before any request, as the command line does."""
+    root = tmp_path / "data"
+    with EnosClient(settings_for(emulator)) as client:
+        (result,) = load_days(Extractor(client), [FIRST], zone("Asia/Shanghai"), str(root))
+        assert result.ok, result.error
+        assert record(root)["partition_timezone"] == "Asia/Shanghai"
+        before, requests = snapshot(root), emulator.stats()["requests"]
+        with pytest.raises(ConfigError, match="partition timezone Asia/Shanghai"):
+            list(load_days(Extractor(client), [SECOND], zone("UTC"), str(root)))
+    assert snapshot(root) == before
+    assert emulator.stats()["requests"] == requests

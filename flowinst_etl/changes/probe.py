@@ -120,15 +120,11 @@ class UpdateProbe:
                 raise UnreliableChangeTest(
                     f"a page holds {len(records)} rows where {size} were asked"
                 )
+            _check_newest_first(records, self._server_tz, last)
             below = False
             for position, record in enumerate(records):
                 updated = update_ms(record, self._server_tz)
                 instance_id = record.get("instanceId")
-                if last is not None and updated > last[0]:
-                    raise UnreliableChangeTest(
-                        f"instance {instance_id} updated at {record.get('timestamp')!r} came "
-                        "after one updated earlier: the gateway does not sort by update time"
-                    )
                 if position == 0 and last == (updated, instance_id):
                     continue  # a row repeated because a change moved another to the front
                 if position == 0 and last is not None and updated == last[0] >= floor_ms:
@@ -231,3 +227,24 @@ class UpdateProbe:
         page = self._client.search(query)
         self.requests += page.attempts.retries + page.attempts.resends
         return page
+
+
+def _check_newest_first(
+    records: list[dict[str, Any]], server_tz: tzinfo, last: tuple[int, Any] | None
+) -> None:
+    """A whole page comes newest first, after the page before it: checked before any row is
+    used, since the walk stops at the first row older than what it looks for, and a gateway
+    that sorts the other way shows its oldest row first.
+
+    Raises:
+        UnreliableChangeTest: an update time rises along the pages.
+    """
+    previous = None if last is None else last[0]
+    for record in records:
+        updated = update_ms(record, server_tz)
+        if previous is not None and updated > previous:
+            raise UnreliableChangeTest(
+                f"instance {record.get('instanceId')} updated at {record.get('timestamp')!r} "
+                "came after one updated earlier: the gateway does not sort by update time"
+            )
+        previous = updated

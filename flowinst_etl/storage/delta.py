@@ -308,7 +308,10 @@ def vacuum(store: Store, retention_hours: int) -> list[str]:
             continue
         try:
             removed += deltalake.DeltaTable(uri, storage_options=options).vacuum(
-                retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
+                retention_hours=retention_hours,
+                dry_run=False,
+                enforce_retention_duration=False,
+                full=True,  # also files no log version names: writes killed before their commit
             )
         except deltalake.exceptions.DeltaError as exc:
             raise StoreError(f"could not vacuum {uri}: {exc}") from exc
