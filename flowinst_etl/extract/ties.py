@@ -81,25 +81,30 @@ def _ask(asker: Asker, span: Span, page_no: int | None = None) -> Answer:
 
 
 def _not_filtered_after_limit(asker: Asker, answer: Answer) -> bool:
-    """A whole answer of ``k`` rows, asked again with ``pageSize`` ``k``, comes back with the
-    same ``k`` rows; rows dropped after LIMIT (a privilege filter) make it come back shorter.
+    """Whether a whole answer of ``k`` rows holds its span: asked again with ``pageSize``
+    ``k`` it comes back as long. Shorter, and still ``k`` long when asked as before, it lost
+    rows after LIMIT (a privilege filter); shorter both ways, rows went meanwhile, and the
+    second is read in parts (False).
 
     Raises:
-        IncompleteExtractionError: it came back shorter.
+        IncompleteExtractionError: rows are dropped after LIMIT.
     """
     if not answer.rows:
         return True
     again = asker.ask(answer.span, page_size=len(answer.rows))
-    if len(again.rows) < len(answer.rows):
-        conventions = asker.conventions
-        checks.not_cut(
-            asker.scheduling_type,
-            len(again.rows),
-            len(answer.rows),
-            conventions.longest,
-            conventions.page_size_capped,
-        )
-    return True
+    if len(again.rows) >= len(answer.rows):
+        return True
+    if len(_ask(asker, answer.span).rows) < len(answer.rows):
+        return False
+    conventions = asker.conventions
+    checks.not_cut(
+        asker.scheduling_type,
+        len(again.rows),
+        len(answer.rows),
+        conventions.longest,
+        conventions.page_size_capped,
+    )
+    return False
 
 
 def _finds(asker: Asker, second_ms: int, instance_id: str) -> bool:
