@@ -21,8 +21,6 @@ from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
 from flowinst_etl.spool import Kept, Spool, load
 from flowinst_etl.windows import server_time_to_epoch_ms
 
-SECOND_MS = 1000
-
 
 @dataclass
 class Figures:

@@ -17,6 +17,7 @@ from flowinst_etl.windows import names_one_instant
 
 if TYPE_CHECKING:
     from flowinst_etl.extract.answers import Seen, Span
+    from flowinst_etl.extract.conventions import Conventions
 
 SECOND_MS = 1000
 
@@ -121,10 +122,15 @@ def starts_at(scheduling_type: int, at_ms: int, first_ms: int | None, still_ther
         )
 
 
-def not_cut(scheduling_type: int, got: int, asked: int, served: int, capped: bool) -> None:
+def not_cut(scheduling_type: int, got: int, asked: int, conventions: Conventions) -> None:
     """A page shorter than a page the gateway served before, with rows after it, was cut after
     LIMIT (rows dropped from it, as a privilege filter applied after paging would)."""
-    cap = f" and at most {served} per page" if capped else f"; it served {served} rows before"
+    served = conventions.longest
+    cap = (
+        f" and at most {served} per page"
+        if conventions.page_size_capped
+        else f"; it served {served} rows before"
+    )
     refuse(
         scheduling_type,
         f"the gateway sent {got} rows for pageSize {asked} with more rows after them{cap}: it "

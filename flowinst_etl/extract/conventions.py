@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from flowinst_etl.exceptions import FatalApiError, FlowinstError, IncompleteExtractionError
+from flowinst_etl.exceptions import FatalApiError, FlowinstError
 from flowinst_etl.gateway.client import EnosClient, SearchQuery
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Conventions:
     longest: int = 0
     tie_page_size_limit: int = TIE_PAGE_SIZE
     prefix_checked: bool = False
-    prefix_failure: IncompleteExtractionError | None = None
+    prefix_failure: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     prefix_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -15,7 +15,8 @@ from datetime import tzinfo
 from types import TracebackType
 
 from flowinst_etl.extract import checks
-from flowinst_etl.extract.answers import SECOND_MS, Asker, Figures, Row
+from flowinst_etl.extract.answers import Asker, Figures, Row
+from flowinst_etl.extract.checks import SECOND_MS
 from flowinst_etl.extract.conventions import Conventions, learn_sorter
 from flowinst_etl.extract.walker import CursorWalk
 from flowinst_etl.gateway.client import EnosClient

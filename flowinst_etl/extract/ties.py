@@ -20,7 +20,8 @@ from collections.abc import Iterable
 
 from flowinst_etl.exceptions import ApiError, FatalApiError, RetriableApiError, TransportError
 from flowinst_etl.extract import checks
-from flowinst_etl.extract.answers import SECOND_MS, Answer, Asker, Seen, Span
+from flowinst_etl.extract.answers import Answer, Asker, Seen, Span
+from flowinst_etl.extract.checks import SECOND_MS
 from flowinst_etl.extract.conventions import INVALID_PARAMETER, learn_zero_based
 
 log = logging.getLogger(__name__)
@@ -96,14 +97,7 @@ def _not_filtered_after_limit(asker: Asker, answer: Answer) -> bool:
         return True
     if len(_ask(asker, answer.span).rows) < len(answer.rows):
         return False
-    conventions = asker.conventions
-    checks.not_cut(
-        asker.scheduling_type,
-        len(again.rows),
-        len(answer.rows),
-        conventions.longest,
-        conventions.page_size_capped,
-    )
+    checks.not_cut(asker.scheduling_type, len(again.rows), len(answer.rows), asker.conventions)
     return False
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from flowinst_etl.exceptions import IncompleteExtractionError
 from flowinst_etl.extract import checks
-from flowinst_etl.extract.answers import SECOND_MS, Answer, Asker, Row, Seen, Span
+from flowinst_etl.extract.answers import Answer, Asker, Row, Seen, Span
+from flowinst_etl.extract.checks import SECOND_MS
 from flowinst_etl.extract.conventions import learn_first_page
 from flowinst_etl.extract.ties import read_second
 from flowinst_etl.windows import Window
@@ -57,13 +58,11 @@ class CursorWalk:
                 cursor, reread = last + SECOND_MS, False
                 after = self._ask(cursor)
                 if after.rows and not self._grew(answer):
-                    conventions = self.asker.conventions
                     checks.not_cut(
                         self.asker.scheduling_type,
                         len(answer.rows),
                         answer.asked,
-                        conventions.longest,
-                        conventions.page_size_capped,
+                        self.asker.conventions,
                     )
                 answer = after
             elif tied and (answer.full or (reread and last == cursor)):
@@ -115,7 +114,7 @@ class CursorWalk:
         conventions = self.asker.conventions
         with conventions.prefix_lock:
             if conventions.prefix_failure is not None:
-                raise conventions.prefix_failure
+                raise IncompleteExtractionError(conventions.prefix_failure)
             if conventions.prefix_checked:
                 return
             half = max(1, len(answer.rows) // 2)
@@ -123,7 +122,7 @@ class CursorWalk:
             try:
                 checks.prefix(self.asker.scheduling_type, answer.rows, smaller.rows)
             except IncompleteExtractionError as failure:
-                conventions.prefix_failure = failure
+                conventions.prefix_failure = str(failure)
                 raise
             conventions.prefix_checked = True
 
@@ -143,6 +142,5 @@ class CursorWalk:
             self.asker.scheduling_type,
             len(short.rows),
             short.asked,
-            conventions.longest,
-            conventions.page_size_capped,
+            conventions,
         )
