@@ -269,7 +269,7 @@ def _refresh(args: argparse.Namespace) -> int:
         extractor = Extractor(
             client,
             max_workers=settings.max_workers,
-            records_in_memory=settings.records_in_memory,
+            records_memory_bytes=settings.records_memory_bytes,
         )
         extractor.check_access()
         try:

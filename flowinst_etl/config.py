@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -15,11 +16,12 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from flowinst_etl.exceptions import ConfigError
-from flowinst_etl.spool import RECORDS_IN_MEMORY
+from flowinst_etl.spool import budget_bytes
 from flowinst_etl.storage.root import PARQUET, check_format_name
 from flowinst_etl.windows import parse_day, server_zone, zone
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_MAX_RETRIES = 6
@@ -35,6 +37,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "FLOWINST_LOOKBACK_DAYS": (1, 366),
     "FLOWINST_REFRESH_DAYS": (1, 366),
     "FLOWINST_DAYS_PER_RUN": (1, 366),
+    "FLOWINST_RECORDS_MEMORY_MB": (0, 1_048_576),
     "FLOWINST_RECORDS_IN_MEMORY": (0, 10_000_000),
     "FLOWINST_DELTA_RETENTION_HOURS": (1, 87_600),
 }
@@ -55,6 +58,7 @@ _PIPELINE_NUMBERS = {
     "lookback_days": "FLOWINST_LOOKBACK_DAYS",
     "refresh_days": "FLOWINST_REFRESH_DAYS",
     "days_per_run": "FLOWINST_DAYS_PER_RUN",
+    "records_memory_mb": "FLOWINST_RECORDS_MEMORY_MB",
     "records_in_memory": "FLOWINST_RECORDS_IN_MEMORY",
     "delta_retention_hours": "FLOWINST_DELTA_RETENTION_HOURS",
 }
@@ -159,8 +163,9 @@ def _enos_problems(values: Mapping[str, Any]) -> Iterator[str]:
 class PipelineSettings:
     """Where and how the dataset is built: root, partition timezone, first day, parallelism, the
     recent days re-read in full every morning and the days checked for changes, how many days
-    one run of a range backfill covers (``None``: the whole range in one run), how many
-    extracted records wait in memory (the rest in temporary files under ``TMPDIR``), the time of
+    one run of a range backfill covers (``None``: the whole range in one run), how many megabytes
+    of extracted records wait in memory (the rest in temporary files under ``TMPDIR``;
+    ``records_in_memory``, a count, is its deprecated form), the time of
     day, in the partition timezone, by which yesterday's partition is due, who owns the tables
     (Dagster owners: emails or ``team:NAME``), the table format of a new root (``parquet`` or
     ``delta``), and how long Delta tables keep replaced files."""
@@ -172,7 +177,8 @@ class PipelineSettings:
     lookback_days: int = 3
     refresh_days: int = 30
     days_per_run: int | None = None
-    records_in_memory: int = RECORDS_IN_MEMORY
+    records_memory_mb: int | None = None
+    records_in_memory: int | None = None
     freshness_deadline: time = time(3, 0)
     owners: tuple[str, ...] = ()
     table_format: str = PARQUET
@@ -180,6 +186,19 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
+        if self.records_in_memory is not None:
+            log.warning(
+                "FLOWINST_RECORDS_IN_MEMORY is deprecated and will be removed: %s",
+                "ignored, as FLOWINST_RECORDS_MEMORY_MB is set"
+                if self.records_memory_mb is not None
+                else f"read as {self.records_memory_bytes >> 20} MB of records; set "
+                "FLOWINST_RECORDS_MEMORY_MB instead",
+            )
+
+    @property
+    def records_memory_bytes(self) -> int:
+        """The bytes of extracted records that may wait in memory (see ``spool.budget_bytes``)."""
+        return budget_bytes(self.records_memory_mb, self.records_in_memory)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -195,6 +214,7 @@ class PipelineSettings:
             "lookback_days": collect(problems, _integer, env, "FLOWINST_LOOKBACK_DAYS"),
             "refresh_days": collect(problems, _integer, env, "FLOWINST_REFRESH_DAYS"),
             "days_per_run": collect(problems, _integer, env, "FLOWINST_DAYS_PER_RUN"),
+            "records_memory_mb": collect(problems, _integer, env, "FLOWINST_RECORDS_MEMORY_MB"),
             "records_in_memory": collect(problems, _integer, env, "FLOWINST_RECORDS_IN_MEMORY"),
             "freshness_deadline": collect(
                 problems, _time_of_day, env, "FLOWINST_FRESHNESS_DEADLINE"

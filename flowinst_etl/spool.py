@@ -1,11 +1,14 @@
-"""Where extracted records wait until their day is written: in memory while a budget shared by
-the whole run lasts, then in a temporary file, so a day of any size is read like any other.
+"""Where extracted records wait until their day is written: in memory while a budget of bytes
+shared by the whole run lasts, then in a temporary file, so a day of any size is read like any
+other, whatever its records weigh.
 
 A day's records must all be read before any of it can be written (a day is exact or refused as
-a whole), and a day of 200,000 instances holds about a gigabyte of records as Python objects.
-Records beyond the budget are pickled to an unnamed temporary file under ``TMPDIR`` (the kernel
-removes it when the run ends, however it ends); pickling keeps every value as the page parser
-gave it (NaN and infinities included), so a record read back is the record received.
+a whole), and a day of 200,000 instances holds a gigabyte or more of records as Python objects.
+A record is weighed by its share of the body of the answer it came in (its JSON, bytes as
+received): a count of records would bound nothing for a tenant whose graphs are ten times
+larger. Records beyond the budget are pickled to an unnamed temporary file under ``TMPDIR``
+(the kernel removes it when the run ends, however it ends); pickling keeps every value as the
+page parser gave it (NaN and infinities included), so a record read back is the record received.
 """
 
 from __future__ import annotations
@@ -20,33 +23,51 @@ from typing import IO, Any
 
 from flowinst_etl.exceptions import ConfigError, StoreError
 
-#: Records held in memory across every extracted window not yet written, by default: about
-#: 100 MB of records (those of four 3,000-instance days in flight fit).
-RECORDS_IN_MEMORY = 25_000
+#: Megabytes of records (as received JSON) held in memory across every extracted window not yet
+#: written, by default; held as Python objects they take about twice that.
+RECORDS_MEMORY_MB = 64
+#: What a record weighed on average where ``FLOWINST_RECORDS_IN_MEMORY`` (a count, deprecated)
+#: must still be read as bytes.
+RECORD_BYTES_ASSUMED = 4096
 #: Bytes a spool writes and reads at a time.
 BLOCK_BYTES = 256 * 1024
 
 
-class RecordBudget:
-    """How many more records may be held in memory; shared by the spools of one run."""
+def budget_bytes(records_memory_mb: int | None, records_in_memory: int | None = None) -> int:
+    """The memory budget in bytes: ``records_memory_mb`` (``FLOWINST_RECORDS_MEMORY_MB``), else
+    the deprecated count ``records_in_memory`` (``FLOWINST_RECORDS_IN_MEMORY``) read as records of
+    ``RECORD_BYTES_ASSUMED`` bytes, else the default."""
+    if records_memory_mb is not None:
+        return records_memory_mb << 20
+    if records_in_memory is not None:
+        return records_in_memory * RECORD_BYTES_ASSUMED
+    return RECORDS_MEMORY_MB << 20
 
-    def __init__(self, records: int = RECORDS_IN_MEMORY) -> None:
-        if records < 0:
-            raise ConfigError(f"records in memory must be 0 or more, not {records}")
-        self._left = records
+
+class MemoryBudget:
+    """How many more bytes of records may be held in memory; shared by the spools of one run.
+
+    Args:
+        max_bytes: the budget, in bytes of records as received.
+    """
+
+    def __init__(self, max_bytes: int = RECORDS_MEMORY_MB << 20) -> None:
+        if max_bytes < 0:
+            raise ConfigError(f"the memory budget must be 0 bytes or more, not {max_bytes}")
+        self._left = max_bytes
         self._lock = threading.Lock()
 
-    def take(self) -> bool:
-        """Take room for one record; False when none is left."""
+    def take(self, size: int) -> bool:
+        """Take room for a record of ``size`` bytes; False when not that much is left."""
         with self._lock:
-            if self._left <= 0:
+            if self._left < size:
                 return False
-            self._left -= 1
+            self._left -= size
             return True
 
-    def give_back(self, records: int) -> None:
+    def give_back(self, size: int) -> None:
         with self._lock:
-            self._left += records
+            self._left += size
 
 
 class Spilled:
@@ -73,7 +94,7 @@ class Spool:
     (those took about as long as pickling itself).
     """
 
-    def __init__(self, budget: RecordBudget) -> None:
+    def __init__(self, budget: MemoryBudget) -> None:
         self.budget = budget
         self.held = 0
         self._file: IO[bytes] | None = None
@@ -84,14 +105,15 @@ class Spool:
         self._block_offset = 0
         self._read_to = -1
 
-    def keep(self, record: dict[str, Any]) -> Kept:
-        """Keep ``record``; what comes back gives it again through :func:`load`.
+    def keep(self, record: dict[str, Any], size: int) -> Kept:
+        """Keep ``record``, weighing ``size`` bytes; what comes back gives it again through
+        :func:`load`.
 
         Raises:
             StoreError: the temporary file could not be made or written (no room, no folder).
         """
-        if self.budget.take():
-            self.held += 1
+        if self.budget.take(size):
+            self.held += size
             return record
         data = pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
         with self._lock, _no_room_is_a_store_error():
@@ -145,9 +167,9 @@ def _no_room_is_a_store_error() -> Iterator[None]:
         yield
     except OSError as exc:
         raise StoreError(
-            "records beyond FLOWINST_RECORDS_IN_MEMORY could not wait in a temporary file "
+            "records beyond FLOWINST_RECORDS_MEMORY_MB could not wait in a temporary file "
             f"under {tempfile.gettempdir()}: {exc}; point TMPDIR at a folder with room, or "
-            "raise FLOWINST_RECORDS_IN_MEMORY"
+            "raise FLOWINST_RECORDS_MEMORY_MB"
         ) from exc
 
 

@@ -83,7 +83,7 @@ def build_flow_instance_tables(
             extractor = Extractor(
                 client,
                 max_workers=dataset.max_workers,
-                records_in_memory=dataset.records_in_memory,
+                records_memory_bytes=dataset.records_memory_bytes(),
             )
             extractor.check_access()
             claim_root(dataset.root, record)

@@ -17,7 +17,7 @@ from flowinst_etl.config import (
 )
 from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import DayResult
-from flowinst_etl.spool import RECORDS_IN_MEMORY
+from flowinst_etl.spool import budget_bytes
 from flowinst_etl.storage.root import PARQUET
 
 DayListener = Callable[[DayResult], None]
@@ -74,14 +74,20 @@ class EnosGateway(dg.ConfigurableResource):
 
 class Dataset(dg.ConfigurableResource):
     """Where the dataset lives (a path or an fsspec URL), how many extractions run at once, how
-    many extracted records wait in memory (the rest in temporary files), the table format
+    many megabytes of extracted records wait in memory (the rest in temporary files;
+    ``records_in_memory``, a count, is its deprecated form), the table format
     (``parquet`` or ``delta``) and how long Delta tables keep replaced files."""
 
     root: str = "data"
     max_workers: int = 8
-    records_in_memory: int = RECORDS_IN_MEMORY
+    records_memory_mb: int | None = None
+    records_in_memory: int | None = None
     table_format: str = PARQUET
     delta_retention_hours: int = DEFAULT_RETENTION_HOURS
+
+    def records_memory_bytes(self) -> int:
+        """The bytes of extracted records that may wait in memory."""
+        return budget_bytes(self.records_memory_mb, self.records_in_memory)
 
 
 def no_listener(result: DayResult) -> None:
@@ -97,6 +103,7 @@ def run_resources(
         "dataset": Dataset(
             root=settings.data_dir,
             max_workers=settings.max_workers,
+            records_memory_mb=settings.records_memory_mb,
             records_in_memory=settings.records_in_memory,
             table_format=settings.table_format,
             delta_retention_hours=settings.delta_retention_hours,

@@ -208,3 +208,53 @@ def test_tiny_pages_over_tied_seconds_end_exact_or_refused(seed: int) -> None:
                 assert "\n" not in str(error)
                 return
         assert_exact(emulator, extraction)
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {},
+        {"tie_order": "by_page", "move_every": 4, "delete_every": 7},
+        {"insert_every": 3, "insert_count": 2, "status_change_rate": 0.3},
+    ],
+    ids=["steady", "moves and deletions", "inserts and status changes"],
+)
+def test_one_day_keeps_every_worker_busy_by_splitting_its_walks(
+    switches: dict[str, object],
+) -> None:
+    """One window has three walks; more workers than that are kept busy by halving the walks
+    with the most rows left, and the halves together are the window, each instance once."""
+    config = EmulatorConfig(
+        seed=5,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[0] + timedelta(days=1),
+        per_day=1500,
+        latency_ms=5,
+        server_timezone="GMT+8",
+        **switches,  # type: ignore[arg-type]
+    )
+    window = day_window(DAYS[0], zone("Asia/Shanghai"))
+    with Emulator(config) as emulator:
+        with EnosClient(settings_for(emulator, page_size=PAGE_SIZE)) as client:
+            extraction = Extractor(client, max_workers=6).extract(window)
+        assert_exact(emulator, extraction)
+        assert emulator.peak_requests_in_flight() == 6
+    if not switches:
+        minimum = extraction.reconciliation.instances / PAGE_SIZE
+        assert extraction.reconciliation.pages < 1.3 * minimum, "a split costs about a request"
+
+
+def test_a_day_is_written_in_chunks_of_bounded_bytes() -> None:
+    """Records come back in order, in chunks whose weight (their answers' bytes) stays within
+    the bound, whatever their count; a record heavier than the bound comes alone."""
+    with Emulator(emulator_config()) as emulator:
+        (extraction, *_) = extract_days(emulator)
+    rows = extraction.rows
+    weights = [row.size for _, row in rows]
+    bound = 40 * max(weights)
+    chunks = list(extraction.chunks(len(rows), max_bytes=bound))
+    assert len(chunks) > 2
+    assert [f.record for chunk in chunks for f in chunk] == [f.record for f in extraction.instances]
+    sizes = iter(weights)
+    assert all(sum(next(sizes) for _ in chunk) <= bound for chunk in chunks)
+    assert all(len(chunk) == 1 for chunk in extraction.chunks(len(rows), max_bytes=1))

@@ -66,7 +66,7 @@ def test_a_day_waiting_on_disk_is_written_in_parts_and_exact(tmp_path: Path) -> 
     # last second, read again by the next request, is compared with the records on disk.
     config = emulator_config(tie_order="by_page")
     with Emulator(config) as emulator, EnosClient(settings_for(emulator)) as client:
-        extractor = Extractor(client, records_in_memory=0)
+        extractor = Extractor(client, records_memory_bytes=0)
         (result,) = load_days(extractor, DAYS[:1], UTC, str(tmp_path), chunk_instances=9)
         truth = day_truth(emulator, DAYS[0], "UTC")
     assert result.ok, result.error

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import random
 
-from flowinst_etl.spool import BLOCK_BYTES, RecordBudget, Spool, load
+from flowinst_etl.spool import BLOCK_BYTES, MemoryBudget, Spool, load
 
 
 def test_spilled_records_come_back_as_received_in_any_order_while_writing_goes_on() -> None:
-    spool = Spool(RecordBudget(3))
+    spool = Spool(MemoryBudget(3 * 100))
     records = [
         {"instanceId": f"{n}-1", "graph": "x" * (n * 997 % 5000), "score": n / 7, "n": 2**70 + n}
         for n in range(2_000)
@@ -19,7 +19,7 @@ def test_spilled_records_come_back_as_received_in_any_order_while_writing_goes_o
     kept = []
     order = random.Random(7)
     for record in records:
-        kept.append(spool.keep(record))
+        kept.append(spool.keep(record, 100))
         if order.random() < 0.1:  # read back while the walk still writes, as a tie repair does
             index = order.randrange(len(kept))
             assert load(kept[index]) == records[index]
@@ -27,5 +27,5 @@ def test_spilled_records_come_back_as_received_in_any_order_while_writing_goes_o
     in_order = list(range(len(records)))
     shuffled = order.sample(in_order, len(in_order))
     assert all(load(kept[index]) == records[index] for index in in_order + shuffled)
-    assert spool.held == 3
+    assert spool.held == 3 * 100
     spool.close()

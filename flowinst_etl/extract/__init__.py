@@ -10,11 +10,13 @@ window with one line; the run's other windows go on.
 
 Modules: ``conventions`` (learnt once per run), ``answers`` (one request and the checks every
 answer passes), ``walker`` (the loop), ``ties`` (tied seconds), ``checks`` (the refusals),
-``extractor`` (the pool of walks and the assembly of a window).
+``feed`` (the walks run by a pool of workers, split for idle ones), ``extraction`` (a window's
+records assembled), ``extractor`` (the entry point).
 """
 
 from __future__ import annotations
 
-from flowinst_etl.extract.extractor import Extraction, Extractor, Reconciliation, minimum_requests
+from flowinst_etl.extract.extraction import Extraction, Reconciliation
+from flowinst_etl.extract.extractor import Extractor, minimum_requests
 
 __all__ = ["Extraction", "Extractor", "Reconciliation", "minimum_requests"]

@@ -10,6 +10,7 @@ ascending trigger order, no more rows than asked).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -49,12 +50,15 @@ class Span:
 
 @dataclass(slots=True)
 class Row:
-    """One record as received (kept by a :class:`~flowinst_etl.spool.Spool`), with its id and
-    its trigger time read in the server timezone."""
+    """One record as received (kept by a :class:`~flowinst_etl.spool.Spool`), with its id, its
+    trigger time read in the server timezone, its weight in bytes (its share of its answer's
+    body) and when it was received (``time.monotonic_ns``: of two reads, the later is newer)."""
 
     kept: Kept
     instance_id: str
     trigger_ms: int
+    size: int
+    received_ns: int
 
     @property
     def record(self) -> dict[str, Any]:
@@ -63,11 +67,14 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """One row of an answer, checked but not yet kept."""
+    """One row of an answer, checked but not yet kept; ``size`` and ``received_ns`` as in
+    :class:`Row`."""
 
     instance_id: str
     trigger_ms: int
     record: dict[str, Any]
+    size: int
+    received_ns: int
 
 
 @dataclass(frozen=True)
@@ -135,16 +142,19 @@ class Asker:
         page = self.client.search(query)
         self._count(page)
         checks.page_length(len(page.records), size)
-        rows = [self._row(record, span) for record in page.records]
+        weight = max(1, page.body_bytes // max(1, len(page.records)))
+        received_ns = time.monotonic_ns()
+        rows = [self._row(record, span, weight, received_ns) for record in page.records]
         checks.ascending(self.scheduling_type, rows)
         full, whole = conventions.judge(len(rows), size)
         return Answer(span, rows, size, full, whole)
 
     def keep(self, seen: Seen) -> Row:
         """Hold a checked row's record in the spool."""
-        return Row(self.spool.keep(seen.record), seen.instance_id, seen.trigger_ms)
+        kept = self.spool.keep(seen.record, seen.size)
+        return Row(kept, seen.instance_id, seen.trigger_ms, seen.size, seen.received_ns)
 
-    def _row(self, record: dict[str, Any], span: Span) -> Seen:
+    def _row(self, record: dict[str, Any], span: Span, size: int, received_ns: int) -> Seen:
         instance_id = record.get("instanceId")
         if not isinstance(instance_id, str) or not instance_id:
             raise ResponseFormatError(
@@ -155,7 +165,7 @@ class Asker:
             checks.one_instant(self.scheduling_type, record, key, self.server_tz)
         checks.whole_second(self.scheduling_type, record, trigger_ms)
         checks.inside(self.scheduling_type, record, trigger_ms, span, self._zone_advice)
-        return Seen(instance_id, trigger_ms, record)
+        return Seen(instance_id, trigger_ms, record, size, received_ns)
 
     def trigger_ms(self, record: dict[str, Any]) -> int:
         """A record's trigger time in epoch ms, read in the server zone.

@@ -7,9 +7,16 @@ answer reads again and must begin with. A second that fills a page alone is read
 by flow id (``ties``). The walk ends on a whole answer (short, and not cut by a cap) followed by an
 empty span after its last second. No ``count``, no page after the first and no tie order is
 relied on, and instances inserted or deleted behind the cursor shift nothing.
+
+A walk can hand the far half of what it has left to another walk between two requests
+(:meth:`CursorWalk.split`): both halves are windows read like any other, so workers left idle by a
+long walk share it at the cost of one more request each.
 """
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
 
 from flowinst_etl.exceptions import IncompleteExtractionError
 from flowinst_etl.extract import checks
@@ -17,31 +24,57 @@ from flowinst_etl.extract.answers import Answer, Asker, Row, Seen, Span
 from flowinst_etl.extract.checks import SECOND_MS
 from flowinst_etl.extract.conventions import learn_first_page
 from flowinst_etl.extract.ties import read_second
-from flowinst_etl.windows import Window
+
+#: Where the far half of a split walk goes: its span, or ``None`` when the walk declined; it
+#: returns whether the half was taken.
+HandOver = Callable[[Span | None], bool]
 
 
 class CursorWalk:
-    """Collects one scheduling type of one window, or raises why it cannot be proven exact.
+    """Collects one scheduling type of a span of one window, or raises why it cannot be proven
+    exact.
 
     Args:
         asker: sends the type's searches and checks each answer.
-        window: the trigger window, half-open.
+        span: the half-open trigger span to read (a window, or part of one).
     """
 
-    def __init__(self, asker: Asker, window: Window) -> None:
+    def __init__(self, asker: Asker, span: Span) -> None:
         self.asker = asker
-        self.window = window
+        self.start_ms = span.start_ms
+        self.end_ms = span.end_ms
+        self.cursor_ms = span.start_ms
         self.held: dict[str, Row] = {}
         self.first_full: Answer | None = None
+        self._hand_over: HandOver | None = None
+        self._split_min_rows = 0.0
+        self._split_lock = threading.Lock()
+
+    def split(self, hand_over: HandOver, min_rows: float) -> None:
+        """Ask the walk, from any thread, to hand the far half of its unread span to
+        ``hand_over`` before its next request; it is called in the walk's thread, with ``None``
+        when fewer than ``min_rows`` rows (:meth:`rows_left`) or two seconds are left, and
+        returns whether it took the half. The walk then ends where the half starts."""
+        with self._split_lock:
+            self._hand_over = hand_over
+            self._split_min_rows = min_rows
+
+    def rows_left(self) -> float:
+        """An estimate of the rows still to read: the density read so far over the span left
+        (infinite before any row, as nothing is known yet)."""
+        read_ms, left_ms = self.cursor_ms - self.start_ms, self.end_ms - self.cursor_ms
+        if not self.held or read_ms <= 0:
+            return float("inf") if left_ms > SECOND_MS else 0.0
+        return len(self.held) * left_ms / read_ms
 
     def collect(self) -> dict[str, Row]:
-        """Every instance of the type in the window, by id.
+        """Every instance of the type in the span, by id.
 
         Raises:
             IncompleteExtractionError: exactness cannot be proven; says what the gateway did.
             FlowinstError: the gateway failed.
         """
-        span = Span(self.window.start_ms, self.window.end_ms)
+        span = Span(self.start_ms, self.end_ms)
         answer = learn_first_page(self.asker.conventions, lambda no: self.asker.ask(span, no))
         cursor, reread = span.start_ms, False
         while True:
@@ -78,7 +111,18 @@ class CursorWalk:
                     self._cut_or_grown(short)
 
     def _ask(self, start_ms: int) -> Answer:
-        return self.asker.ask(Span(start_ms, self.window.end_ms))
+        """The first page of ``[start_ms, end)``, after handing over the far half if asked."""
+        self.cursor_ms = start_ms
+        with self._split_lock:
+            hand_over, self._hand_over = self._hand_over, None
+        if hand_over is not None:
+            middle = start_ms + (self.end_ms - start_ms) // 2 // SECOND_MS * SECOND_MS
+            if middle > start_ms and self.rows_left() >= self._split_min_rows:
+                if hand_over(Span(middle, self.end_ms)):
+                    self.end_ms = middle
+            else:
+                hand_over(None)
+        return self.asker.ask(Span(start_ms, self.end_ms))
 
     def _hold(self, rows: list[Seen]) -> None:
         """Keep rows by id; a row read again replaces the one held (its newest form)."""
@@ -128,9 +172,12 @@ class CursorWalk:
 
     def _grew(self, short: Answer) -> bool:
         """Whether rows after a short answer are instances changed since: asked again, its
-        span then holds other rows; an answer cut after LIMIT comes back the same."""
+        span then holds other rows, or rows at other times (one moved on within it); an answer
+        cut after LIMIT comes back the same."""
         again = self.asker.ask(short.span).rows
-        return [r.instance_id for r in again] != [r.instance_id for r in short.rows]
+        return [(r.instance_id, r.trigger_ms) for r in again] != [
+            (r.instance_id, r.trigger_ms) for r in short.rows
+        ]
 
     def _cut_or_grown(self, short: Answer) -> None:
         """Rows came after a short answer that no cap was known to cut: it was cut by a cap

@@ -78,11 +78,13 @@ class SearchQuery:
 
 @dataclass(frozen=True)
 class SearchPage:
-    """The records of one page, the gateway's ``count``, and what it took to get them."""
+    """The records of one page, the gateway's ``count``, what it took to get them, and the
+    size of the answer's body in bytes (what its records weigh as JSON, with the envelope)."""
 
     records: list[dict[str, Any]]
     count: int | None
     attempts: Attempts = field(default_factory=Attempts)
+    body_bytes: int = 0
 
 
 @dataclass
@@ -140,7 +142,8 @@ class EnosClient:
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise ResponseFormatError("the search answer has no flowInsts list of objects")
         count = data.get("count")
-        return SearchPage(records, count if isinstance(count, int) else None, attempts)
+        count = count if isinstance(count, int) else None
+        return SearchPage(records, count, attempts, len(response.body))
 
     def server_timezone(self) -> tzinfo:
         """The gateway's timezone: the configured override, else Get Timezone (asked once)."""
