@@ -134,6 +134,8 @@ _FLAGS = {
     "port": "--port",
     "seed": "--seed",
     "per_day": "--per-day",
+    "record_weight": "--record-weight",
+    "request_log": "--request-log",
     "server_timezone": "--server-timezone",
     "clock_skew_ms": "--clock-skew-ms",
     **{name: flag for flag, name, _, _, _ in _ALL_SWITCHES},
@@ -166,6 +168,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "(write --days=-7:0)",
     )
     parser.add_argument("--per-day", type=int, default=defaults.per_day, help="instances per day")
+    parser.add_argument(
+        "--record-weight",
+        type=int,
+        default=defaults.record_weight,
+        help="each record about N times as heavy: N times the tasks per graph, longer names "
+        "and parameters",
+    )
+    parser.add_argument(
+        "--request-log",
+        metavar="PATH",
+        default=defaults.request_log,
+        help="append one JSON line per search served: received and answered epoch seconds, "
+        "HTTP status",
+    )
     parser.add_argument(
         "--access-key", default=DEMO_CREDENTIALS.access_key, help="the accepted access key"
     )
@@ -213,6 +229,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         start_day=start_day,
         end_day=end_day,
         per_day=args.per_day,
+        record_weight=args.record_weight,
+        request_log=args.request_log,
         server_timezone=args.server_timezone,
         credentials=Credentials(args.access_key, args.secret_key, args.org_id, args.user_id),
         clock_skew_ms=args.clock_skew_ms,
@@ -246,8 +264,8 @@ def parse_days(text: str, tz: timezone) -> tuple[date, date]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; 0 after a clean stop, 2 for bad settings or an address that
-    cannot be bound (a busy port)."""
+    """Serve until SIGINT/SIGTERM; 0 after a clean stop, 2 for bad settings, an address that
+    cannot be bound (a busy port) or a request log that cannot be opened."""
     try:
         config = config_from_args(args)
     except ConfigError as exc:
@@ -263,16 +281,18 @@ def run(args: argparse.Namespace) -> int:
         try:
             emulator = Emulator(config).start()
         except OSError as exc:
-            address = f"{config.host}:{config.port}"
             reason = exc.strerror or str(exc)
-            print(
-                f"flowinst-etl emulator: error: cannot listen on {address}: {reason}",
-                file=sys.stderr,
+            where = (
+                f"cannot open --request-log {exc.filename}"
+                if exc.filename is not None
+                else f"cannot listen on {config.host}:{config.port}"
             )
+            print(f"flowinst-etl emulator: error: {where}: {reason}", file=sys.stderr)
             return 2
         first, last = config.days()
+        weight = f", record weight {config.record_weight}" if config.record_weight > 1 else ""
         details = (
-            f"seed {config.seed}, days {first}..{last}, {config.per_day}/day, "
+            f"seed {config.seed}, days {first}..{last}, {config.per_day}/day{weight}, "
             f"{config.server_timezone}, access key {config.credentials.access_key}"
         )
         print(f"EnOS emulator listening on {emulator.base_url} ({details})", flush=True)

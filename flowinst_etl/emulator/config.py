@@ -43,11 +43,14 @@ STRUCTURAL_FIELDS = frozenset(
         "server_timezone",
         "malformed_graph_rate",
         "timestamp_shows",
+        "record_weight",
+        "request_log",
     }
 )
 
 _MAX_PER_DAY = 200_000
 _MAX_INSTANCES = 3_000_000
+_MAX_RECORD_WEIGHT = 20
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class EmulatorConfig:
         start_day / end_day: served server-local days, inclusive; ``None`` means seven days ago
             and today in the server timezone (resolved when the config is built).
         per_day: instances per day, all scheduling types together.
+        record_weight: each record's JSON about this many times as heavy (N times the tasks and
+            edges per graph, longer flow and task names and parameters); the same instances run
+            at the same times whatever the weight, and 1 serves the records as they always were.
         server_timezone: what Get Timezone answers (``GMT+8``); record times are written in it.
         credentials: the one application and user/organisation pair the gateway accepts.
         clock_skew_ms: added to the server clock (getCurrentTime and timestamp checks).
@@ -129,6 +135,9 @@ class EmulatorConfig:
             strict parsers refuse).
         failing_window_ms: searches whose trigger window overlaps this ``(start, end)`` epoch-ms
             range answer 62109, so one day of a range can fail while the others succeed.
+        request_log: a file that gains one JSON line per search request served (see
+            ``request_log.RequestLog``), so a benchmark can tell the requests in flight over
+            time; ``None`` keeps none.
 
     Deviations no EnOS document rules out, each independent of the others:
         page_size_cap: the most records a page holds whatever ``pageSize`` asks (offsets follow
@@ -168,6 +177,7 @@ class EmulatorConfig:
     start_day: date | None = None
     end_day: date | None = None
     per_day: int = 200
+    record_weight: int = 1
     server_timezone: str = "GMT+8"
     credentials: Credentials = DEMO_CREDENTIALS
     clock_skew_ms: int = 0
@@ -197,6 +207,7 @@ class EmulatorConfig:
     forced_error: int | None = None
     body_fault: str | None = None
     failing_window_ms: tuple[int, int] | None = None
+    request_log: str | None = None
     page_size_cap: int | None = None
     null_lists: bool = False
     from_bound: str = "inclusive"
@@ -215,6 +226,7 @@ class EmulatorConfig:
         _integer(self, "port", 0, 65535)
         _integer(self, "seed")
         _integer(self, "per_day", 0, _MAX_PER_DAY)
+        _integer(self, "record_weight", 1, _MAX_RECORD_WEIGHT)
         if not isinstance(self.server_timezone, str):
             raise ConfigError("server_timezone must be a string such as 'GMT+8'")
         tz = server_zone(self.server_timezone)
@@ -283,6 +295,9 @@ class EmulatorConfig:
                 raise ConfigError(
                     "forced_error must be a non-zero EnOS code such as 62103, or None"
                 )
+        log = self.request_log
+        if log is not None and (not isinstance(log, str) or not log):
+            raise ConfigError(f"request_log must be a file path or None, not {log!r}")
         self._check_deviations()
 
         if self.failing_window_ms is not None:

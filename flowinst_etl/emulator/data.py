@@ -81,7 +81,7 @@ def generate(config: EmulatorConfig) -> Dataset:
     """The dataset of ``config``: the same config always gives the same records."""
     tz, strings_tz, rate = config.tz(), config.record_tz(), config.malformed_graph_rate
     shows = config.timestamp_shows
-    pools = build_flows(config.seed, config.per_day, tz)
+    pools = build_flows(config.seed, config.per_day, tz, config.record_weight)
     plan = day_plan(config.per_day)
     first, last = config.days()
     recent_from = midnight_ms(last, tz)

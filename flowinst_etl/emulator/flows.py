@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta, timezone
 
 #: Kinds of flow and the scheduling type of their instances.
@@ -107,11 +108,15 @@ def day_plan(per_day: int) -> dict[str, int]:
     return plan
 
 
-def build_flows(seed: int, per_day: int, tz: timezone) -> dict[str, tuple[Flow, ...]]:
+def build_flows(
+    seed: int, per_day: int, tz: timezone, record_weight: int = 1
+) -> dict[str, tuple[Flow, ...]]:
     """Every flow of the tenant, grouped by kind (``daily``, ``hourly``, ..., ``utc``).
 
-    The flows depend only on ``seed``, ``per_day`` and the server timezone, so the same flows run
-    every day whatever range of days an emulator serves.
+    The flows depend only on ``seed``, ``per_day``, the server timezone and ``record_weight``, so
+    the same flows run every day whatever range of days an emulator serves. A ``record_weight``
+    above 1 makes each flow heavier (see ``_heavier``) from draws of its own, so the same flows
+    run at the same times whatever the weight.
     """
     rng = random.Random(f"{seed}:flows:{per_day}")
     plan = day_plan(per_day)
@@ -125,7 +130,10 @@ def build_flows(seed: int, per_day: int, tz: timezone) -> dict[str, tuple[Flow, 
     }
     total = sum(sizes.values())
     flow_ids = iter(rng.sample(range(1000, 1000 + 10 * total + 100), total))
-    task_ids = iter(range(100_000 + rng.randrange(1000), 10**9, 3))
+    first_task_id = 100_000 + rng.randrange(1000)
+    task_ids = iter(range(first_task_id, 10**9, 3))
+    # The tasks a heavier weight adds take ids of another residue, so no id is taken twice.
+    added_task_ids = iter(range(first_task_id + 1, 10**9, 3))
     utc_offset = tz.utcoffset(None)
     # Only scheduled flows (type 1) can be upstream; kept as they are built so choosing an
     # upstream does not rescan every earlier flow (a day of many flows stays linear).
@@ -141,6 +149,8 @@ def build_flows(seed: int, per_day: int, tz: timezone) -> dict[str, tuple[Flow, 
             flow = _flow(
                 rng, next(flow_ids), kind, scheduling_type, cycle, freq, task_ids, scheduled
             )
+            if record_weight > 1:
+                flow = _heavier(flow, record_weight, seed, added_task_ids)
             pool.append(flow)
             if flow.scheduling_type == 1:
                 scheduled.append(flow)
@@ -238,12 +248,53 @@ def _tasks(rng: random.Random, task_ids: Iterator[int]) -> tuple[TaskSpec, ...]:
     return tuple(tasks)
 
 
-def _edges(rng: random.Random, count: int, cycle: str) -> tuple[Edge, ...]:
-    pairs = {(rng.randrange(target), target) for target in range(1, count)}
-    for _ in range(count // 4):
+def _edges(rng: random.Random, count: int, cycle: str, first: int = 1) -> tuple[Edge, ...]:
+    """Edges into tasks ``first``..``count - 1``: one from an earlier task each, and a quarter as
+    many again between any two tasks."""
+    pairs = {(rng.randrange(target), target) for target in range(first, count)}
+    for _ in range((count - first + 1) // 4):
         low, high = sorted(rng.sample(range(count), 2))
         pairs.add((low, high))
     return tuple(Edge(s, t, f"{cycle}0", rng.random() < 0.3) for s, t in sorted(pairs))
+
+
+def _heavier(flow: Flow, weight: int, seed: int, task_ids: Iterator[int]) -> Flow:
+    """``flow`` with records about ``weight`` times as heavy: ``weight`` times the tasks and
+    edges, and longer flow and task names and parameters.
+
+    Its tasks come first and keep their places, so upstream links into it still hold; the draws
+    are the flow's own (seeded by the seed, weight and flow id).
+    """
+    rng = random.Random(f"{seed}:weight:{weight}:{flow.flow_id}")
+
+    def longer(name: str) -> str:
+        words = (f"{rng.choice(_DOMAINS)}_{rng.choice(_ENTITIES)}" for _ in range(2 * weight - 2))
+        return "_".join((name, *words))
+
+    name = longer(flow.name)
+    tasks = [replace(task, name=longer(task.name)) for task in flow.tasks]
+    names = {task.name for task in tasks}
+    for index in range(len(tasks), len(tasks) * weight):
+        task_name = longer(f"{rng.choice(_VERBS)}_{rng.choice(_NOUNS)}")
+        if task_name in names:
+            task_name = f"{task_name}_{index}"
+        names.add(task_name)
+        tasks.append(
+            TaskSpec(next(task_ids), task_name, round(rng.random(), 4), round(rng.random(), 4))
+        )
+    known = {(edge.source, edge.target) for edge in flow.edges}
+    added = _edges(rng, len(tasks), flow.cycle, first=len(flow.tasks))
+    parameters = json.loads(flow.parameters) + [
+        {"key": f"{rng.choice(_NOUNS)}_{n}", "value": f"/user/{flow.owner}/{name}/{n}/${{bizdate}}"}
+        for n in range(1, 2 * weight - 1)
+    ]
+    return replace(
+        flow,
+        name=name,
+        parameters=json.dumps(parameters, ensure_ascii=False, separators=(",", ":")),
+        tasks=tuple(tasks),
+        edges=flow.edges + tuple(e for e in added if (e.source, e.target) not in known),
+    )
 
 
 def _upstream(

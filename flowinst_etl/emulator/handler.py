@@ -13,7 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flowinst_etl.emulator.routes import ROUTES, Call, Reply, Runtime, internal_error, json_reply
+from flowinst_etl.emulator.routes import (
+    ROUTES,
+    SEARCH_PATH,
+    Call,
+    Reply,
+    Runtime,
+    internal_error,
+    json_reply,
+)
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -80,8 +88,15 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         """Stay silent: tests and benchmarks read counters, not access logs."""
 
     def _answer(self, method: str) -> None:
-        with self.server.runtime.counters.serving():
+        runtime = self.server.runtime
+        received = time.time()
+        self._status: int | None = None
+        with runtime.counters.serving():
             self._serve(method)
+        log = runtime.request_log
+        if log is not None and urlsplit(self.path).path == SEARCH_PATH:
+            self.wfile.flush()
+            log.write(received, time.time(), self._status)
 
     def _serve(self, method: str) -> None:
         runtime = self.server.runtime
@@ -167,6 +182,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         self._send(Reply(status, json.dumps({"status": status, "msg": message}).encode()))
 
     def _send(self, reply: Reply) -> None:
+        self._status = reply.status
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))

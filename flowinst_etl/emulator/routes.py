@@ -15,6 +15,7 @@ from flowinst_etl.emulator.counters import Counters
 from flowinst_etl.emulator.envelope import INTERNAL_ERROR, ApiFailure
 from flowinst_etl.emulator.faults import FaultInjector
 from flowinst_etl.emulator.gateway import GatewayRejection, TokenService
+from flowinst_etl.emulator.request_log import RequestLog
 from flowinst_etl.emulator.search import INVALID_PARAMETER, parse_search
 from flowinst_etl.emulator.store import InstanceStore
 
@@ -41,6 +42,7 @@ class Runtime:
     tokens: TokenService
     faults: FaultInjector
     counters: Counters
+    request_log: RequestLog | None = None
 
 
 @dataclass(frozen=True)

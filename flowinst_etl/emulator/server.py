@@ -15,6 +15,7 @@ from flowinst_etl.emulator.faults import FaultInjector
 from flowinst_etl.emulator.gateway import TokenService
 from flowinst_etl.emulator.handler import EmulatorHTTPServer
 from flowinst_etl.emulator.history import LateChange
+from flowinst_etl.emulator.request_log import RequestLog
 from flowinst_etl.emulator.routes import Runtime
 from flowinst_etl.emulator.store import InstanceStore, TruthInstance
 from flowinst_etl.exceptions import ConfigError
@@ -72,13 +73,19 @@ class Emulator:
 
         Raises:
             RuntimeError: the emulator is already running.
-            OSError: the address cannot be bound.
+            OSError: the address cannot be bound or ``request_log`` cannot be opened.
         """
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the emulator is already running")
             config = self._runtime.config
             server = EmulatorHTTPServer((config.host, config.port), self._runtime)
+            if config.request_log is not None:
+                try:
+                    self._runtime.request_log = RequestLog(config.request_log)
+                except OSError:
+                    server.server_close()
+                    raise
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": _POLL_INTERVAL_S},
@@ -100,6 +107,9 @@ class Emulator:
         server.close_connections()
         server.server_close()
         thread.join()
+        if self._runtime.request_log is not None:
+            self._runtime.request_log.close()
+            self._runtime.request_log = None
 
     def __enter__(self) -> Emulator:
         return self.start()

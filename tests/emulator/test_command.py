@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import signal
 import subprocess
@@ -76,6 +77,11 @@ def test_the_subcommand_serves_until_a_signal(stop_signal):
         (["--port", "99999"], "--port must be between 0 and 65535, not 99999"),
         (["--page-base", "two"], "--page-base"),
         (["--port", "http"], "--port"),
+        (["--record-weight", "0"], "--record-weight must be between 1 and 20, not 0"),
+        (
+            ["--request-log", "/nonexistent-dir/requests.jsonl"],
+            "cannot open --request-log /nonexistent-dir/requests.jsonl: No such file or directory",
+        ),
     ],
 )
 def test_bad_flags_exit_2_with_one_line_naming_the_flag(flags, message):
@@ -84,6 +90,31 @@ def test_bad_flags_exit_2_with_one_line_naming_the_flag(flags, message):
     assert result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert message in line, line
+
+
+def test_the_subcommand_serves_heavier_records_and_logs_each_search(tmp_path):
+    log = tmp_path / "requests.jsonl"
+    process = _start(
+        "--days", "2026-03-01:2026-03-02", "--per-day", "30", "--record-weight", "3",
+        "--request-log", str(log),
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        api = SignedClient(re.search(r"http://127\.0\.0\.1:\d+", line).group(0))
+        start, end = day_ms(date(2026, 3, 1))
+        found = api.search_data(search_body(start, end))["flowInsts"]
+        api.close()
+        logged = [json.loads(text) for text in log.read_text(encoding="utf-8").splitlines()]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    heavy = EmulatorConfig(
+        start_day=date(2026, 3, 1), end_day=date(2026, 3, 2), per_day=30, record_weight=3
+    )
+    assert "record weight 3" in line
+    assert found == [t.record for t in Emulator(heavy).truth(start, end, 1)]
+    assert [entry["status"] for entry in logged] == [200]
+    assert process.returncode == 0
 
 
 def test_an_infinite_rate_limit_is_refused_in_the_config_too():

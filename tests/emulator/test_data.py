@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import statistics
 from collections import Counter
 from datetime import date, datetime, timedelta
 
@@ -187,3 +189,69 @@ def test_truth_filters_and_returns_copies(emulator):
     assert emu.truth(start, end, 2)[0].record["status"] != 99
     with pytest.raises(ConfigError):
         emu.truth(scheduling_type=3)
+
+
+#: sha256 of the compact JSON lines of ``truth()`` of seed 7, 2026-03-01..02, 300 a day, as
+#: served before records had a weight: weight 1 must keep serving exactly these bytes.
+WEIGHT_1_DIGEST = "6699a15916501170fe6df362cc59c9819f2afbddd87f4f855b82b47205bb5720"
+
+
+def _record_lines(emu):
+    return [
+        json.dumps(t.record, ensure_ascii=False, separators=(",", ":")).encode()
+        for t in emu.truth()
+    ]
+
+
+def test_record_weight_1_serves_the_records_as_before():
+    config = EmulatorConfig(start_day=DAYS[0], end_day=date(2026, 3, 2), per_day=300)
+    lines = _record_lines(Emulator(config))
+
+    assert hashlib.sha256(b"".join(line + b"\n" for line in lines)).hexdigest() == WEIGHT_1_DIGEST
+    assert config.record_weight == 1
+
+
+def test_record_weight_2_serves_the_same_runs_about_twice_as_heavy(big, emulator, client):
+    heavy = emulator(start_day=DAYS[0], end_day=DAYS[1], per_day=1000, record_weight=2)
+    start, end = day_ms(DAYS[0])
+    light_day, heavy_day = big.truth(start, end), heavy.truth(start, end)
+    sizes = [
+        statistics.mean(
+            len(json.dumps(t.record, ensure_ascii=False, separators=(",", ":")).encode())
+            for t in day
+        )
+        for day in (light_day, heavy_day)
+    ]
+    owner_of_task: dict[int, int] = {}
+    for light, weighty in zip(light_day, heavy_day, strict=True):
+        light_graph, graph = json.loads(light.record["graph"]), json.loads(weighty.record["graph"])
+        style = _style(graph)
+        key = {"snake": "task_id", "mixed": "task_id"}.get(style, "taskId")
+        task_ids = [task[key] for task in graph["tasks"]]
+        for task_id in task_ids:
+            assert owner_of_task.setdefault(task_id, graph["id"]) == graph["id"]
+        assert (light.trigger_ms, light.scheduling_type) == (
+            weighty.trigger_ms,
+            weighty.scheduling_type,
+        )
+        assert {
+            k: v for k, v in light.record.items() if k not in ("flowName", "parameters", "graph")
+        } == {
+            k: v for k, v in weighty.record.items() if k not in ("flowName", "parameters", "graph")
+        }
+        assert len(graph["tasks"]) == 2 * len(light_graph["tasks"])
+        assert task_ids[: len(light_graph["tasks"])] == [t[key] for t in light_graph["tasks"]]
+        assert len(weighty.record["flowName"]) > len(light.record["flowName"])
+        assert len(weighty.record["parameters"]) > len(light.record["parameters"])
+        assert _acyclic(graph["relations"], {f"t_{task_id}" for task_id in task_ids})
+
+    page = search_body(start, end, pagination={"pageNo": 3, "pageSize": 50})
+    served = client(heavy).search(page).json()["data"]["flowInsts"]
+    assert served == [t.record for t in heavy.truth(start, end, 1)][100:150]
+    assert 1.7 <= sizes[1] / sizes[0] <= 2.5, sizes
+
+
+@pytest.mark.parametrize("weight", [0, 21, True, 1.5])
+def test_a_record_weight_outside_1_to_20_is_refused(weight):
+    with pytest.raises(ConfigError, match="record_weight must be"):
+        EmulatorConfig(record_weight=weight)
