@@ -36,9 +36,15 @@ from flowinst_etl.windows import day_window
 log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 5
-#: Instances flattened and written (as one row group per table) at a time: a day's memory is
-#: bounded by this, not by the day's size.
+#: Instances flattened and written (as one row group per table) at a time at most, and their
+#: bytes (as received JSON) at most: a day's memory is bounded by a chunk, not by the day's size
+#: nor by what its records weigh.
 CHUNK_INSTANCES = 20_000
+CHUNK_BYTES = 64 << 20
+#: The most ``chunk_bytes`` may be: half of what one Arrow string array holds (2 GiB; a column
+#: beyond it cannot be flattened), as a record's weight is its graph's length in characters
+#: (and a share of the rest of its answer), not its UTF-8 bytes.
+MAX_CHUNK_BYTES = 1 << 30
 CLOCK_SKEW_WARNING_MS = 60_000
 PREVIEW_COLUMNS = ["instance_id", "flow_name", "type", "status_desc", "trigger_time"]
 
@@ -70,13 +76,15 @@ def load_days(
     storage_options: Mapping[str, Any] | None = None,
     *,
     chunk_instances: int = CHUNK_INSTANCES,
+    chunk_bytes: int = CHUNK_BYTES,
     table_format: str | None = None,
     retention_hours: int = DEFAULT_RETENTION_HOURS,
 ) -> Iterator[DayResult]:
     """Extract, flatten and commit each day; days are extracted concurrently, committed one by one.
 
-    A day is flattened and written ``chunk_instances`` at a time (a Parquet row group each), so
-    its memory does not grow with its size; its records wait in the extractor's spools.
+    A day is flattened and written ``chunk_instances`` at a time, and ``chunk_bytes`` of records
+    at a time (a Parquet row group each), so its memory grows neither with its size nor with
+    what its records weigh; its records wait in the extractor's spools.
 
     Args:
         extractor: extracts windows from the gateway.
@@ -84,7 +92,9 @@ def load_days(
         partition_tz: the timezone whose midnights bound a day.
         root: the dataset root, a local path or an fsspec URL.
         storage_options: fsspec options for ``root`` (endpoint, credentials).
-        chunk_instances: instances flattened and written at a time.
+        chunk_instances: instances flattened and written at a time, at most.
+        chunk_bytes: bytes of records (as received JSON) flattened and written at a time, at
+            most (1..``MAX_CHUNK_BYTES``); a record heavier than that is written alone.
         table_format: ``parquet`` or ``delta``, which must be the root's; ``None``: the root's
             (Parquet for a new root).
         retention_hours: how long Delta tables keep replaced files; older ones are vacuumed
@@ -94,12 +104,14 @@ def load_days(
         One result per day, as soon as the day is committed or has failed.
 
     Raises:
-        ConfigError: ``chunk_instances`` is below 1, or ``partition_tz`` (an IANA zone) or
-            ``table_format`` is not the root's.
+        ConfigError: ``chunk_instances`` is below 1, ``chunk_bytes`` out of range, or
+            ``partition_tz`` (an IANA zone) or ``table_format`` is not the root's.
         StoreError: what earlier crashed writes left under ``root`` could not be removed.
     """
     if chunk_instances < 1:
         raise ConfigError(f"chunk_instances must be at least 1, not {chunk_instances}")
+    if not 1 <= chunk_bytes <= MAX_CHUNK_BYTES:
+        raise ConfigError(f"chunk_bytes must be 1..{MAX_CHUNK_BYTES}, not {chunk_bytes}")
     table_format = run_format(root, table_format, storage_options=storage_options)
     zone_name = getattr(partition_tz, "key", None)
     claim_root(
@@ -130,7 +142,7 @@ def load_days(
                         (server_tz, read_from_ms),
                         facts,
                         (root, storage_options, table_format),
-                        chunk_instances,
+                        (chunk_instances, chunk_bytes),
                     )
             else:
                 result = DayResult(day, error=_reason(outcome))
@@ -157,10 +169,10 @@ def _load(
     read: tuple[tzinfo, int],
     facts: Mapping[str, int],
     store: tuple[str, Mapping[str, Any] | None, str],
-    chunk_instances: int,
+    chunk: tuple[int, int],
 ) -> DayResult:
-    """Flatten and write one extracted day, ``chunk_instances`` at a time, as one commit to
-    ``store`` (root, storage options and table format), with its change record; ``read`` is
+    """Flatten and write one extracted day a chunk (instances, bytes) at a time, as one commit
+    to ``store`` (root, storage options and table format), with its change record; ``read`` is
     the server zone and when the read began (``clock_floor_ms``)."""
     root, storage_options, table_format = store
     server_tz, read_from_ms = read
@@ -173,10 +185,10 @@ def _load(
         ) as writer:
             previous = committed_read(writer.store, day, read_checks(writer.store))
             tracker = DayTracker(server_tz, read_from_ms, previous)
-            for chunk in extraction.chunks(chunk_instances):
-                tracker.add(chunk)
-                tables = flatten_instances(chunk, server_tz, extracted_at)
-                del chunk  # the records: the tables stand in for them while they are written
+            for found in extraction.chunks(*chunk):
+                tracker.add(found)
+                tables = flatten_instances(found, server_tz, extracted_at)
+                del found  # the records: the tables stand in for them while they are written
                 graph_errors += tables.graph_errors
                 preview = preview or _preview(tables.arrow["flow_instances"])
                 writer.append(tables.arrow)

@@ -4,8 +4,8 @@ other, whatever its records weigh.
 
 A day's records must all be read before any of it can be written (a day is exact or refused as
 a whole), and a day of 200,000 instances holds a gigabyte or more of records as Python objects.
-A record is weighed by its share of the body of the answer it came in (its JSON, bytes as
-received): a count of records would bound nothing for a tenant whose graphs are ten times
+A record is weighed by its JSON as received (its graph, and a share of the rest of its answer's
+body): a count of records would bound nothing for a tenant whose graphs are ten times
 larger. Records beyond the budget are pickled to an unnamed temporary file under ``TMPDIR``
 (the kernel removes it when the run ends, however it ends); pickling keeps every value as the
 page parser gave it (NaN and infinities included), so a record read back is the record received.

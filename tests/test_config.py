@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, time
 
 import pytest
@@ -86,6 +87,7 @@ NUMERIC = {
     "FLOWINST_MAX_WORKERS": "1..64",
     "FLOWINST_LOOKBACK_DAYS": "1..366",
     "FLOWINST_REFRESH_DAYS": "1..366",
+    "FLOWINST_RECORDS_MEMORY_MB": "0..1048576",
     "FLOWINST_RECORDS_IN_MEMORY": "0..10000000",
     "FLOWINST_DELTA_RETENTION_HOURS": "1..87600",
 }
@@ -95,6 +97,7 @@ INTEGERS = {
     "FLOWINST_MAX_WORKERS",
     "FLOWINST_LOOKBACK_DAYS",
     "FLOWINST_REFRESH_DAYS",
+    "FLOWINST_RECORDS_MEMORY_MB",
     "FLOWINST_RECORDS_IN_MEMORY",
     "FLOWINST_DELTA_RETENTION_HOURS",
 }
@@ -167,3 +170,16 @@ def test_unset_and_empty_variables_are_told_apart() -> None:
         "ENOS_API_URL is not set: see README 'Configuration'; "
         "ENOS_ORG_ID, ENOS_USER_ID are empty: see README 'Configuration'"
     )
+
+
+def test_the_deprecated_record_count_is_read_as_bytes_and_said_to_be_deprecated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        counted = PipelineSettings.from_env({"FLOWINST_RECORDS_IN_MEMORY": "1000"})
+    assert counted.records_memory_bytes == 1000 * 4096
+    assert "FLOWINST_RECORDS_IN_MEMORY is deprecated" in caplog.text
+    assert "FLOWINST_RECORDS_MEMORY_MB" in caplog.text
+    both = {"FLOWINST_RECORDS_IN_MEMORY": "1000", "FLOWINST_RECORDS_MEMORY_MB": "3"}
+    assert PipelineSettings.from_env(both).records_memory_bytes == 3 << 20
+    assert PipelineSettings.from_env({}).records_memory_bytes == 64 << 20

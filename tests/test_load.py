@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from flowinst_etl import read_manifest, read_table
+from flowinst_etl import ConfigError, read_manifest, read_table
 from flowinst_etl.emulator import Emulator, EmulatorConfig
 from flowinst_etl.extract import Extractor
 from flowinst_etl.gateway.client import EnosClient
@@ -83,3 +83,37 @@ def test_a_day_waiting_on_disk_is_written_in_parts_and_exact(tmp_path: Path) -> 
     assert groups.num_row_groups == -(-len(truth) // 9)
     assert all(groups.row_group(i).num_rows <= 9 for i in range(groups.num_row_groups))
     assert result.reconciliation["duplicates_dropped"] > 0, "no row read twice: nothing read back"
+
+
+def test_graphs_of_a_hundred_kilobytes_are_written_in_chunks_of_bounded_bytes(
+    tmp_path: Path,
+) -> None:
+    """A chunk is bounded by what its records weigh, not by their count, so no Arrow string
+    array of a chunk outgrows its bound (one array holds 2 GiB at most); records beyond the
+    memory budget wait on disk, and the day comes out exact."""
+    config = EmulatorConfig(
+        seed=9, start_day=DAYS[0], end_day=DAYS[0], per_day=60, record_weight=20
+    )
+    chunk_bytes = 1 << 20
+    with Emulator(config) as emulator, EnosClient(settings_for(emulator)) as client:
+        extractor = Extractor(client, records_memory_bytes=2 << 20)
+        (result,) = load_days(extractor, DAYS[:1], UTC, str(tmp_path), chunk_bytes=chunk_bytes)
+        truth = day_truth(emulator, DAYS[0], "UTC")
+    assert result.ok, result.error
+    assert result.rows == expected_rows(truth)
+    graphs = {t.record["instanceId"]: t.record["graph"] for t in truth}
+    assert sum(map(len, graphs.values())) / len(graphs) > 80_000, "graphs of ~100 kB"
+    assert max(map(len, graphs.values())) < chunk_bytes
+    instances = pq.ParquetFile(result.paths["flow_instances"])
+    assert instances.metadata.num_row_groups > 2
+    for group in range(instances.metadata.num_row_groups):
+        frame = instances.read_row_group(group, columns=["instance_id", "graph"]).to_pandas()
+        assert sum(len(graphs[i]) for i in frame["instance_id"]) <= chunk_bytes
+        assert frame["graph"].tolist() == [graphs[i] for i in frame["instance_id"]]
+
+
+def test_a_chunk_beyond_what_one_arrow_array_holds_is_refused(tmp_path: Path) -> None:
+    with Emulator(emulator_config()) as emulator, EnosClient(settings_for(emulator)) as client:
+        with pytest.raises(ConfigError, match="chunk_bytes"):
+            next(load_days(Extractor(client), DAYS, UTC, str(tmp_path), chunk_bytes=2**31))
+    assert not any(tmp_path.iterdir())

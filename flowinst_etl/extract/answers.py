@@ -51,8 +51,9 @@ class Span:
 @dataclass(slots=True)
 class Row:
     """One record as received (kept by a :class:`~flowinst_etl.spool.Spool`), with its id, its
-    trigger time read in the server timezone, its weight in bytes (its share of its answer's
-    body) and when it was received (``time.monotonic_ns``: of two reads, the later is newer)."""
+    trigger time read in the server timezone, its weight in bytes
+    (its graph and a share of the rest of its answer's body) and when it was received
+    (``time.monotonic_ns``: of two reads, the later is newer)."""
 
     kept: Kept
     instance_id: str
@@ -142,9 +143,12 @@ class Asker:
         page = self.client.search(query)
         self._count(page)
         checks.page_length(len(page.records), size)
-        weight = max(1, page.body_bytes // max(1, len(page.records)))
         received_ns = time.monotonic_ns()
-        rows = [self._row(record, span, weight, received_ns) for record in page.records]
+        weights = _weights(page)
+        rows = [
+            self._row(record, span, weight, received_ns)
+            for record, weight in zip(page.records, weights, strict=True)
+        ]
         checks.ascending(self.scheduling_type, rows)
         full, whole = conventions.judge(len(rows), size)
         return Answer(span, rows, size, full, whole)
@@ -207,6 +211,21 @@ class Asker:
             "reports; if the gateway keeps daylight saving time, set ENOS_SERVER_TIMEZONE to "
             "its IANA name"
         )
+
+
+def _weights(page: SearchPage) -> list[int]:
+    """What each record of ``page`` weighs in bytes: its ``graph`` (nearly all of a record, and
+    the one part whose size varies much) plus an even share of the rest of the answer's body.
+    A record weighs at least its graph's length in characters, so the graphs of a chunk of
+    records hold no more characters than the chunk weighs."""
+    graphs = [_graph_length(record) for record in page.records]
+    rest = max(0, page.body_bytes - sum(graphs)) // max(1, len(graphs))
+    return [graph + rest + 1 for graph in graphs]
+
+
+def _graph_length(record: dict[str, Any]) -> int:
+    graph = record.get("graph")
+    return len(graph) if isinstance(graph, str) else 0
 
 
 def unreadable_trigger(record: dict[str, Any]) -> ResponseFormatError:

@@ -439,10 +439,10 @@ def test_records_that_cannot_wait_on_disk_fail_their_day_naming_the_settings(
     emulator: Emulator, data_dir: Path, tmp_path: Path
 ) -> None:
     before = snapshot(data_dir)
-    env = emulator_environment(emulator, FLOWINST_RECORDS_IN_MEMORY="0", TMPDIR=str(tmp_path))
+    env = emulator_environment(emulator, FLOWINST_RECORDS_MEMORY_MB="0", TMPDIR=str(tmp_path))
     done = run_cli(
         *backfill_args(DAY, DAY, data_dir), env=env, cwd=tmp_path, before_start=_no_room_for_files
     )
     assert done.returncode == 1, describe(done)
-    assert naming(done, str(DAY), "FLOWINST_RECORDS_IN_MEMORY", "TMPDIR"), describe(done)
+    assert naming(done, str(DAY), "FLOWINST_RECORDS_MEMORY_MB", "TMPDIR"), describe(done)
     assert snapshot(data_dir) == before, "the committed day was touched"

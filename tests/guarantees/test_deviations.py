@@ -198,7 +198,7 @@ def test_exact_where_reachable_all_at_once_with_an_iana_server_zone(tmp_path: Pa
     with emulator_for(**switches) as emulator:
         # Every record waits on disk: re-reads of tied seconds compare against spilled records.
         root, done = backfill(
-            emulator, tmp_path, ENOS_SERVER_TIMEZONE=SHANGHAI, FLOWINST_RECORDS_IN_MEMORY="0"
+            emulator, tmp_path, ENOS_SERVER_TIMEZONE=SHANGHAI, FLOWINST_RECORDS_MEMORY_MB="0"
         )
         refused = assert_exact_or_refused(done, emulator, root, DAYS, SHANGHAI)
     assert not refused and done.returncode == 0, describe(done)
