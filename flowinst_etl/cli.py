@@ -41,6 +41,7 @@ from flowinst_etl.exceptions import ConfigError, FlowinstError
 from flowinst_etl.extract import Extractor
 from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import DayResult, load_days
+from flowinst_etl.memory import return_freed_memory
 from flowinst_etl.preflight import check_dagster_home, check_data_root, check_days
 from flowinst_etl.progress import (
     BackfillProgress,
@@ -160,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     of the file wins over the environment, as in ``dg`` and ``dagster``.
     """
     _survive_any_encoding()
+    return_freed_memory()
     args = build_parser().parse_args(argv)
     _show_logs(verbose=getattr(args, "verbose", False))
     # SIGTERM ends a run the way Ctrl-C does (Dagster maps both to one handler during a run too).

@@ -25,7 +25,7 @@ from flowinst_etl.exceptions import ConfigError, StoreError
 
 #: Megabytes of records (as received JSON) held in memory across every extracted window not yet
 #: written, by default; held as Python objects they take about twice that.
-RECORDS_MEMORY_MB = 64
+RECORDS_MEMORY_MB = 32
 #: What a record weighed on average where ``FLOWINST_RECORDS_IN_MEMORY`` (a count, deprecated)
 #: must still be read as bytes.
 RECORD_BYTES_ASSUMED = 4096
@@ -56,6 +56,10 @@ class MemoryBudget:
             raise ConfigError(f"the memory budget must be 0 bytes or more, not {max_bytes}")
         self._left = max_bytes
         self._lock = threading.Lock()
+
+    def has_room(self) -> bool:
+        """Whether records may still be held in memory (none would be spilled now)."""
+        return self._left > 0
 
     def take(self, size: int) -> bool:
         """Take room for a record of ``size`` bytes; False when not that much is left."""

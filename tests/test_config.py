@@ -182,4 +182,4 @@ def test_the_deprecated_record_count_is_read_as_bytes_and_said_to_be_deprecated(
     assert "FLOWINST_RECORDS_MEMORY_MB" in caplog.text
     both = {"FLOWINST_RECORDS_IN_MEMORY": "1000", "FLOWINST_RECORDS_MEMORY_MB": "3"}
     assert PipelineSettings.from_env(both).records_memory_bytes == 3 << 20
-    assert PipelineSettings.from_env({}).records_memory_bytes == 64 << 20
+    assert PipelineSettings.from_env({}).records_memory_bytes == 32 << 20

@@ -79,8 +79,8 @@ class Extractor:
         ``feed``): a finished walk starts the next one itself, so requests keep running while
         the caller works on a yielded window, and a worker with no walk left to start takes
         half of a running one. A new window starts only while fewer than ``max_workers``
-        windows are started and not yet taken by the caller; their records beyond the memory
-        budget wait in temporary files.
+        windows are started and not yet taken by the caller, and beyond a few only while the
+        memory budget has room; records beyond it wait in temporary files.
         """
         server_tz = self.client.server_timezone()
         workers = self.max_workers
@@ -89,6 +89,7 @@ class Extractor:
                 pool,
                 workers,
                 workers,
+                self.budget,
                 iter(windows),
                 lambda unit: self._walk(unit, server_tz),
                 assemble_or_error,

@@ -33,15 +33,19 @@ Outcome = TypeVar("Outcome")
 
 
 class Feed(Generic[Outcome]):
-    """Runs the walks of windows on ``slots`` workers, at most ``window_limit`` windows started
-    and not yet taken, and gives each window's assembly once its last walk ended.
+    """Runs the walks of windows on ``slots`` workers and gives each window's assembly once its
+    last walk ended. A window starts while fewer than ``window_limit`` are started and not yet
+    taken, and, beyond ``ceil(slots / types)`` of them, only while the memory budget has room:
+    when the caller falls behind, idle workers split the walks of the open windows rather than
+    read more windows into temporary files.
 
     Every field is guarded by ``condition``; walks run outside it.
 
     Args:
         pool: the workers.
         slots: walks running at once.
-        window_limit: windows started and not yet taken (bounds the windows held in memory).
+        window_limit: windows started and not yet taken, at most.
+        budget: the memory budget of the records held.
         windows: the windows, in the order they should be read.
         new_walk: the walk of a unit, made in its worker's thread.
         assemble: a window's outcome from its parts and its walks' first error, run by the
@@ -55,6 +59,7 @@ class Feed(Generic[Outcome]):
         pool: ThreadPoolExecutor,
         slots: int,
         window_limit: int,
+        budget: MemoryBudget,
         windows: Iterator[Window],
         new_walk: Callable[[Unit], CursorWalk],
         assemble: Callable[[Window, list[Part], Exception | None], Outcome],
@@ -63,6 +68,8 @@ class Feed(Generic[Outcome]):
         self.pool = pool
         self.slots = slots
         self.window_limit = window_limit
+        self.budget = budget
+        self.windows_always_open = -(-slots // len(SCHEDULING_TYPES))
         self.units = (
             (w, kind, Span(w.start_ms, w.end_ms)) for w in windows for kind in SCHEDULING_TYPES
         )
@@ -114,7 +121,9 @@ class Feed(Generic[Outcome]):
                 break
             window = unit[0]
             if window not in self.unfinished:
-                if self.open_windows >= self.window_limit:
+                if self.open_windows >= self.window_limit or (
+                    self.open_windows >= self.windows_always_open and not self.budget.has_room()
+                ):
                     self.waiting = unit
                     break
                 self.open_windows += 1
