@@ -27,6 +27,7 @@ DEFECTS = (
     "ignores_expression",
     "fractional_triggers",
     "cut_before_sort",
+    "caps_expression",
 )
 TIMESTAMP_SHOWS = ("update", "create")
 UPDATE_TIMES = ("move", "frozen")
@@ -168,7 +169,9 @@ class EmulatorConfig:
             type answers the instances of all three), "ignores_expression" (``expression``
             matches every instance), "fractional_triggers" (trigger times
             written with half a second), "cut_before_sort" (a page cut from the matches in id
-            order, then sorted by trigger time); ``None`` for none.
+            order, then sorted by trigger time), "caps_expression" (a search with an
+            ``expression`` holds at most ``EXPRESSION_CAP`` rows a page, whatever ``pageSize``
+            asks, and its offsets follow that size); ``None`` for none.
     """
 
     host: str = "127.0.0.1"

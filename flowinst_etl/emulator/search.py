@@ -16,6 +16,8 @@ from flowinst_etl.emulator.status import STATUS_NAMES
 
 INVALID_PARAMETER = 62102
 MAX_PAGE_SIZE = 1000
+#: The most rows a page of a search with an ``expression`` holds under ``caps_expression``.
+EXPRESSION_CAP = 3
 
 _INTEGER = re.compile(r"^\s*-?\d+\s*$")
 _SORT_KEYS = {
@@ -127,6 +129,8 @@ def parse_search(body: str, config: EmulatorConfig) -> SearchQuery:
         raise _invalid(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
     if config.page_size_cap is not None:
         page_size = min(page_size, config.page_size_cap)
+    if config.defect == "caps_expression" and expression:
+        page_size = min(page_size, EXPRESSION_CAP)
     page, first_page = _page(page_no, config.page_base)
     return SearchQuery(
         scheduling_type=scheduling_type,

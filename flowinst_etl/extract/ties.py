@@ -5,8 +5,9 @@ non-unique sort key), so no offset is trusted inside a second. Instance ids are
 ``{flowId}-{stamp}`` (docs/enos-api.md §2) and ``expression`` finds instances by a substring of
 their id (List Flow Instances), so ``"7-"`` finds the flow ids ending in 7: the ten parts
 ``"0-"`` .. ``"9-"`` partition the second, each read as a first page and split by one more digit
-while it is not whole. Rows an expression matched by name only are left to their own part. Each
-request asks for a large page (``TIE_PAGE_SIZE``), so a burst is usually read whole at once.
+while it is not whole, or while the page after it (of its own length) is not empty. Rows an
+expression matched by name only are left to their own part. Each request asks for a large page
+(``TIE_PAGE_SIZE``), so a burst is usually read whole at once.
 
 The flow whose id is the whole suffix (flow 7 inside ``"7-"``) is in no finer part: it is kept if
 an answer showed it, and otherwise the part is counted by offset pages, which must hold exactly
@@ -115,7 +116,7 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
         part = digit + suffix
         answer = _ask(asker, Span(second_ms, second_ms + SECOND_MS, part + "-"))
         rows = {row.instance_id: row for row in answer.rows if _flow_part(row).endswith(part)}
-        if answer.whole:
+        if answer.whole and not _rows_after(asker, answer):
             found |= rows
             continue
         deeper = _part(asker, second_ms, part)
@@ -130,23 +131,40 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
     return found
 
 
+def _rows_after(asker: Asker, answer: Answer) -> bool:
+    """Whether more rows match than a short answer of an ``expression`` held: its next page, of
+    its own length, is not empty. A cap that only searches by ``expression`` meet (or any cut
+    below the longest answer served) makes an answer look whole; the page after it shows what
+    it left, in whatever order ties come, since an offset past every match is empty."""
+    if not answer.rows:
+        return False
+    conventions = asker.conventions
+    if conventions.first_page() == 0 and conventions.zero_based is None:
+        learn_zero_based(conventions, lambda no: asker.ask(answer.span, no, 1))
+    second_page = conventions.next_page(conventions.first_page())
+    return bool(asker.ask(answer.span, second_page, len(answer.rows)).rows)
+
+
 def _paged(asker: Asker, span: Span) -> tuple[int, dict[str, Seen]]:
-    """How many rows whose id holds the expression ``span`` has by offset pages (until a whole
-    page), and those rows by id."""
+    """How many rows whose id holds the expression ``span`` has by offset pages, and those rows
+    by id. Pages are as long as the first answer (a cap, if one cut it), asked until one comes
+    back shorter: an offset past every match is empty whatever the tie order."""
     conventions = asker.conventions
     if conventions.first_page() == 0 and conventions.zero_based is None:
         learn_zero_based(conventions, lambda no: asker.ask(span, no, 1))
+    page_no = conventions.first_page()
+    answer = _ask(asker, span, page_no)
+    size = len(answer.rows)
     rows: dict[str, Seen] = {}
     positions = 0
-    page_no = conventions.first_page()
     while True:
-        answer = _ask(asker, span, page_no)
         matching = [row for row in answer.rows if span.expression in row.instance_id.lower()]
         positions += len(matching)
         rows.update((row.instance_id, row) for row in matching)
-        if answer.whole or not answer.rows:
+        if not size or len(answer.rows) < size:
             return positions, rows
         page_no = conventions.next_page(page_no)
+        answer = asker.ask(span, page_no, size)
 
 
 def _flow_part(row: Seen) -> str:

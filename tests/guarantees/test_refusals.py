@@ -19,7 +19,7 @@ from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import load_days
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import zone
-from tests.guarantees.harness import days_from, visible_days
+from tests.guarantees.harness import assert_days_exact, days_from, visible_days
 from tests.support import settings_for
 
 DAYS = days_from(date(2026, 11, 10), 2)
@@ -70,3 +70,23 @@ def test_each_broken_promise_refuses_every_day_with_one_line(
         assert reason is not None and "\n" not in reason and says in reason, (day, reason)
     for table in TABLES:
         assert not visible_days(tmp_path, table)
+
+
+def test_a_cap_that_only_expression_searches_meet_leaves_no_day_short(tmp_path: Path) -> None:
+    """Searches by ``expression`` cut at a few rows look whole beside the longer answers the
+    gateway served without one: the page after such an answer shows the rows it left, so its
+    part is split further, and every day is exact or refused, never committed short."""
+    config = EmulatorConfig(
+        seed=5,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[-1] + timedelta(days=1),
+        per_day=200,
+        page_size_cap=20,
+        defect="caps_expression",
+    )
+    with Emulator(config) as emulator:
+        with EnosClient(settings_for(emulator, page_size=20)) as client:
+            results = list(load_days(Extractor(client), DAYS, zone(SHANGHAI), str(tmp_path)))
+        assert_days_exact(emulator, tmp_path, [r.day for r in results if r.ok], SHANGHAI)
+    for result in results:
+        assert result.ok or "cannot be split further by expression" in str(result.error)
