@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext
 
 from flowinst_etl.extract import Extractor
 from flowinst_etl.load import DayResult, load_days
+from flowinst_etl.memory import return_freed_memory
 from flowinst_etl.storage.root import RootRecord, check_root, claim_root
 from flowinst_etl.storage.write import run_format
 from flowinst_etl.tables.schema import TABLES
@@ -70,6 +71,7 @@ def build_flow_instance_tables(
         day_listener: dg.ResourceParam[DayListener],
     ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
         """Extract every flow instance of each day once and commit the day's four tables."""
+        return_freed_memory()  # the run owns its process, whoever launched it
         committed, failed = [], []
         # A root whose days are cut in another zone, or whose tables are of another format, is
         # refused before any request, untouched; a new one records its settings once the
