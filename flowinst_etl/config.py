@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -186,14 +187,6 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         _raise_all(_pipeline_problems(asdict(self)))
-        if self.records_in_memory is not None:
-            log.warning(
-                "FLOWINST_RECORDS_IN_MEMORY is deprecated and will be removed: %s",
-                "ignored, as FLOWINST_RECORDS_MEMORY_MB is set"
-                if self.records_memory_mb is not None
-                else f"read as {self.records_memory_bytes >> 20} MB of records; set "
-                "FLOWINST_RECORDS_MEMORY_MB instead",
-            )
 
     @property
     def records_memory_bytes(self) -> int:
@@ -227,7 +220,24 @@ class PipelineSettings:
         }
         given = {name: value for name, value in read.items() if value is not None}
         _raise_all([*problems, *_pipeline_problems(given)])
-        return cls(**given)
+        settings = cls(**given)
+        if settings.records_in_memory is not None:
+            _deprecated(
+                "FLOWINST_RECORDS_IN_MEMORY is deprecated and will be removed: "
+                + (
+                    "ignored, as FLOWINST_RECORDS_MEMORY_MB is set"
+                    if settings.records_memory_mb is not None
+                    else f"read as {settings.records_memory_bytes / 2**20:.1f} MB of records; "
+                    "set FLOWINST_RECORDS_MEMORY_MB instead"
+                )
+            )
+        return settings
+
+
+@functools.cache
+def _deprecated(message: str) -> None:
+    """Say ``message`` once per process, however often the settings are read."""
+    log.warning(message)
 
 
 def _start_date(text: str) -> date:

@@ -40,11 +40,11 @@ PREVIEW_ROWS = 5
 #: bytes (as received JSON) at most: a day's memory is bounded by a chunk, not by the day's size
 #: nor by what its records weigh.
 CHUNK_INSTANCES = 20_000
-CHUNK_BYTES = 64 << 20
-#: The most ``chunk_bytes`` may be: half of what one Arrow string array holds (2 GiB; a column
-#: beyond it cannot be flattened), as a record's weight is its graph's length in characters
-#: (and a share of the rest of its answer), not its UTF-8 bytes.
-MAX_CHUNK_BYTES = 1 << 30
+CHUNK_BYTES = 16 << 20
+#: The most ``chunk_bytes`` may be: a quarter of what one Arrow string array holds (2 GiB; a
+#: column beyond it cannot be flattened), as a record weighs at least its graph's length in
+#: characters, and a character takes at most four bytes in UTF-8.
+MAX_CHUNK_BYTES = (2**31 - 1) // 4
 CLOCK_SKEW_WARNING_MS = 60_000
 PREVIEW_COLUMNS = ["instance_id", "flow_name", "type", "status_desc", "trigger_time"]
 

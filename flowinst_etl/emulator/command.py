@@ -172,8 +172,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--record-weight",
         type=int,
         default=defaults.record_weight,
-        help="each record about N times as heavy: N times the tasks per graph, longer names "
-        "and parameters",
+        help="heavier records: N times the tasks per graph, longer names and parameters "
+        "(JSON 1.9x at 2, 58x at 20)",
     )
     parser.add_argument(
         "--request-log",

@@ -89,14 +89,19 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
 
     def _answer(self, method: str) -> None:
         runtime = self.server.runtime
-        received = time.time()
+        self._received: float | None = time.time()
         self._status: int | None = None
         with runtime.counters.serving():
             self._serve(method)
-        log = runtime.request_log
-        if log is not None and urlsplit(self.path).path == SEARCH_PATH:
-            self.wfile.flush()
+        self._log_search()  # a connection dropped or garbled: no answer was sent
+
+    def _log_search(self) -> None:
+        """Log a search once, as it is answered: before its body goes out, so a client that
+        has its answer finds its line in the log."""
+        log, received = self.server.runtime.request_log, self._received
+        if log is not None and received is not None and urlsplit(self.path).path == SEARCH_PATH:
             log.write(received, time.time(), self._status)
+        self._received = None
 
     def _serve(self, method: str) -> None:
         runtime = self.server.runtime
@@ -191,4 +196,5 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+        self._log_search()
         self.wfile.write(reply.body)

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 #: The longest flow-id suffix a tied second is split by.
 SPLIT_DEPTH = 6
 DIGITS = "0123456789"
-#: Instances just found that are asked for by id when one seen before is missing.
-WITNESSES = 3
+#: Instances just found that are asked for by id, one after another until one is found, when
+#: one seen before is missing: each may have been deleted meanwhile too.
+WITNESSES = 10
 
 
 def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]:
