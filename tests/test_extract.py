@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import date, timedelta
 
@@ -258,3 +259,30 @@ def test_a_day_is_written_in_chunks_of_bounded_bytes() -> None:
     sizes = iter(weights)
     assert all(sum(next(sizes) for _ in chunk) <= bound for chunk in chunks)
     assert all(len(chunk) == 1 for chunk in extraction.chunks(len(rows), max_bytes=1))
+
+
+def test_a_run_let_go_stops_its_walks_before_their_next_request() -> None:
+    """A caller that stops taking windows (Ctrl-C) is not kept waiting for the walks of the
+    windows still open, which after splitting cover all of their unread spans: each stops
+    before its next request."""
+    config = EmulatorConfig(
+        seed=5,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[0] + timedelta(days=1),
+        per_day=3000,
+        latency_ms=40,
+    )
+    empty = day_window(DAYS[0] + timedelta(days=30), zone("Asia/Shanghai"))
+    window = day_window(DAYS[0], zone("Asia/Shanghai"))
+    with Emulator(config) as emulator:
+        with EnosClient(settings_for(emulator, page_size=10)) as client:
+            outcomes = Extractor(client, max_workers=6).extract_many([empty, window])
+            for _ in outcomes:
+                time.sleep(0.5)  # the day's walks split and run meanwhile
+                break
+            let_go = emulator.stats()["searches"]
+            outcomes.close()  # what leaving the loop on Ctrl-C does
+        after = emulator.stats()["searches"] - let_go
+        assert emulator.peak_requests_in_flight() > 3, "the day's walks were not split"
+    assert let_go < 3000 / 10, "the day was read before it was let go"
+    assert after <= 6 * 5, f"{after} searches after the run was let go"

@@ -109,9 +109,12 @@ class Feed(Generic[Outcome]):
             return outcome
 
     def close(self) -> None:
-        """Start no further walk (the pool's shutdown waits for the running ones)."""
+        """Start no further walk and stop the running ones before their next request (the
+        pool's shutdown waits for them): no window is wanted any more."""
         with self.condition:
             self.closed = True
+            for walk in self.walks:
+                walk.cancel()
 
     def _fill(self) -> None:
         """Start units while workers are free, then split running walks for the workers left."""
@@ -169,6 +172,8 @@ class Feed(Generic[Outcome]):
             walk = self.new_walk(unit)
             with self.condition:
                 self.walks[walk] = unit
+                if self.closed:
+                    walk.cancel()
                 self._share()  # asked before its first answer; it decides by its density
             part: Part = (kind, walk.collect(), walk.asker.figures, walk.asker.spool)
         except Exception as problem:  # noqa: BLE001 - any failure stays in its window

@@ -25,6 +25,11 @@ from flowinst_etl.extract.checks import SECOND_MS
 from flowinst_etl.extract.conventions import learn_first_page
 from flowinst_etl.extract.ties import read_second
 
+
+class WalkCancelled(Exception):
+    """A walk stopped by :meth:`CursorWalk.cancel`."""
+
+
 #: Where the far half of a split walk goes: its span, or ``None`` when the walk declined; it
 #: returns whether the half was taken.
 HandOver = Callable[[Span | None], bool]
@@ -49,6 +54,7 @@ class CursorWalk:
         self._hand_over: HandOver | None = None
         self._split_min_rows = 0.0
         self._split_lock = threading.Lock()
+        self._cancelled = False
 
     def split(self, hand_over: HandOver, min_rows: float) -> None:
         """Ask the walk, from any thread, to hand the far half of its unread span to
@@ -58,6 +64,11 @@ class CursorWalk:
         with self._split_lock:
             self._hand_over = hand_over
             self._split_min_rows = min_rows
+
+    def cancel(self) -> None:
+        """Stop the walk, from any thread, before its next request: it raises
+        :class:`WalkCancelled` (its window is not wanted any more)."""
+        self._cancelled = True
 
     def rows_left(self) -> float:
         """An estimate of the rows still to read: the density read so far over the span left
@@ -111,7 +122,13 @@ class CursorWalk:
                     self._cut_or_grown(short)
 
     def _ask(self, start_ms: int) -> Answer:
-        """The first page of ``[start_ms, end)``, after handing over the far half if asked."""
+        """The first page of ``[start_ms, end)``, after handing over the far half if asked.
+
+        Raises:
+            WalkCancelled: the walk was cancelled.
+        """
+        if self._cancelled:
+            raise WalkCancelled
         self.cursor_ms = start_ms
         with self._split_lock:
             hand_over, self._hand_over = self._hand_over, None
