@@ -5,9 +5,10 @@ non-unique sort key), so no offset is trusted inside a second. Instance ids are
 ``{flowId}-{stamp}`` (docs/enos-api.md §2) and ``expression`` finds instances by a substring of
 their id (List Flow Instances), so ``"7-"`` finds the flow ids ending in 7: the ten parts
 ``"0-"`` .. ``"9-"`` partition the second, each read as a first page and split by one more digit
-while it is not whole, or while the page after it (of its own length) is not empty. Rows an
-expression matched by name only are left to their own part. Each request asks for a large page
-(``TIE_PAGE_SIZE``), so a burst is usually read whole at once.
+while it is not whole, or while the page after it (of its own length) is not empty, for an answer
+as long as any by expression before. Rows an expression matched by name only are left to their own
+part. Each request asks for a large page (``TIE_PAGE_SIZE``), so a burst is usually read whole at
+once.
 
 The flow whose id is the whole suffix (flow 7 inside ``"7-"``) is in no finer part: it is kept if
 an answer showed it, and otherwise the part is counted by offset pages, which must hold exactly
@@ -117,7 +118,8 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
         part = digit + suffix
         answer = _ask(asker, Span(second_ms, second_ms + SECOND_MS, part + "-"))
         rows = {row.instance_id: row for row in answer.rows if _flow_part(row).endswith(part)}
-        if answer.whole and not _rows_after(asker, answer):
+        uncut = asker.conventions.uncut_by_expression(len(answer.rows))
+        if answer.whole and (uncut or not _rows_after(asker, answer)):
             found |= rows
             continue
         deeper = _part(asker, second_ms, part)
@@ -134,9 +136,11 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
 
 def _rows_after(asker: Asker, answer: Answer) -> bool:
     """Whether more rows match than a short answer of an ``expression`` held: its next page, of
-    its own length, is not empty. A cap that only searches by ``expression`` meet (or any cut
-    below the longest answer served) makes an answer look whole; the page after it shows what
-    it left, in whatever order ties come, since an offset past every match is empty."""
+    its own length, is not empty. A cap that only searches by ``expression`` meet makes an
+    answer look whole beside longer answers to other searches; the page after it shows what it
+    left, in whatever order ties come, since an offset past every match is empty. Asked only
+    for an answer at least as long as every earlier answer by ``expression``: a shorter one was
+    not cut by such a cap."""
     if not answer.rows:
         return False
     conventions = asker.conventions
