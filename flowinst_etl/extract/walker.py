@@ -30,6 +30,11 @@ class WalkCancelled(Exception):
     """A walk stopped by :meth:`CursorWalk.cancel`."""
 
 
+#: Times a first page and its half are compared before a misfit is taken for a gateway that
+#: cuts pages before it sorts them.
+PREFIX_ATTEMPTS = 3
+
+
 #: Where the far half of a split walk goes: its span, or ``None`` when the walk declined; it
 #: returns whether the half was taken.
 HandOver = Callable[[Span | None], bool]
@@ -116,6 +121,7 @@ class CursorWalk:
             else:
                 if answer.full and self.first_full is None:
                     self.first_full = answer
+                    self._check_prefix_once(answer)
                 short, cursor, reread = answer, last, True
                 answer = self._ask(cursor)
                 if not short.full and answer.rows and answer.last_ms > last:
@@ -169,22 +175,30 @@ class CursorWalk:
         checks.starts_at(self.asker.scheduling_type, cursor, first, still_there)
 
     def _check_prefix_once(self, answer: Answer) -> None:
-        """Once per run, before any walk that relied on it ends: a first page is a prefix of
-        its span in trigger order (the gateway sorts before it cuts the page), so the first
-        half of it, asked alone, is its first half. Once refused, every walk is refused."""
+        """Once per run, as soon as a walk relies on it, and as its verdict again when each
+        such walk ends: a first page is a prefix of its span in trigger order (the gateway
+        sorts before it cuts the page), so the first half of it, asked alone, is its first
+        half. A deletion between the two answers shifts the half by a row, so a half that
+        does not fit is asked again with a fresh page, ``PREFIX_ATTEMPTS`` times in all; a
+        gateway that cuts before it sorts fails every time. Once refused, every walk is
+        refused."""
         conventions = self.asker.conventions
         with conventions.prefix_lock:
             if conventions.prefix_failure is not None:
                 raise IncompleteExtractionError(conventions.prefix_failure)
             if conventions.prefix_checked:
                 return
-            half = max(1, len(answer.rows) // 2)
-            smaller = self.asker.ask(answer.span, page_size=half)
-            try:
-                checks.prefix(self.asker.scheduling_type, answer.rows, smaller.rows)
-            except IncompleteExtractionError as failure:
-                conventions.prefix_failure = str(failure)
-                raise
+            page = answer.rows
+            for attempt in range(1, PREFIX_ATTEMPTS + 1):
+                smaller = self.asker.ask(answer.span, page_size=max(1, len(page) // 2))
+                try:
+                    checks.prefix(self.asker.scheduling_type, page, smaller.rows)
+                    break
+                except IncompleteExtractionError as failure:
+                    if attempt == PREFIX_ATTEMPTS:
+                        conventions.prefix_failure = str(failure)
+                        raise
+                page = self.asker.ask(answer.span).rows
             conventions.prefix_checked = True
 
     def _grew(self, short: Answer) -> bool:
