@@ -230,7 +230,7 @@ def test_one_day_keeps_every_worker_busy_by_splitting_its_walks(
         start_day=DAYS[0] - timedelta(days=1),
         end_day=DAYS[0] + timedelta(days=1),
         per_day=1500,
-        latency_ms=5,
+        latency_ms=20,
         server_timezone="GMT+8",
         **switches,  # type: ignore[arg-type]
     )
