@@ -203,12 +203,10 @@ class CursorWalk:
 
     def _grew(self, short: Answer) -> bool:
         """Whether rows after a short answer are instances changed since: asked again, its
-        span then holds other rows, or rows at other times (one moved on within it); an answer
-        cut after LIMIT comes back the same."""
+        span then holds other rows; an answer cut after LIMIT comes back the same. (A row that
+        only moved on within it tells nothing: the answer may have been cut as well.)"""
         again = self.asker.ask(short.span).rows
-        return [(r.instance_id, r.trigger_ms) for r in again] != [
-            (r.instance_id, r.trigger_ms) for r in short.rows
-        ]
+        return [r.instance_id for r in again] != [r.instance_id for r in short.rows]
 
     def _cut_or_grown(self, short: Answer) -> None:
         """Rows came after a short answer that no cap was known to cut: it was cut by a cap
