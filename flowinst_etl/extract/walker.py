@@ -106,13 +106,17 @@ class CursorWalk:
             if answer.whole:
                 cursor, reread = last + SECOND_MS, False
                 after = self._ask(cursor)
-                if after.rows and not self._grew(answer):
-                    checks.not_cut(
-                        self.asker.scheduling_type,
-                        len(answer.rows),
-                        answer.asked,
-                        self.asker.conventions,
-                    )
+                if after.rows:
+                    if not self._grew(answer):
+                        checks.not_cut(
+                            self.asker.scheduling_type,
+                            len(answer.rows),
+                            answer.asked,
+                            self.asker.conventions,
+                        )
+                    # The window changed since; that does not rule out a cut inside the
+                    # answer's last second as well, so that second is read whole.
+                    self._read_second(last)
                 answer = after
             elif tied and (answer.full or (reread and last == cursor)):
                 self._read_second(last)
@@ -121,7 +125,6 @@ class CursorWalk:
             else:
                 if answer.full and self.first_full is None:
                     self.first_full = answer
-                    self._check_prefix_once(answer)
                 short, cursor, reread = answer, last, True
                 answer = self._ask(cursor)
                 if not short.full and answer.rows and answer.last_ms > last:
@@ -175,13 +178,12 @@ class CursorWalk:
         checks.starts_at(self.asker.scheduling_type, cursor, first, still_there)
 
     def _check_prefix_once(self, answer: Answer) -> None:
-        """Once per run, as soon as a walk relies on it, and as its verdict again when each
-        such walk ends: a first page is a prefix of its span in trigger order (the gateway
-        sorts before it cuts the page), so the first half of it, asked alone, is its first
-        half. A deletion between the two answers shifts the half by a row, so a half that
-        does not fit is asked again with a fresh page, ``PREFIX_ATTEMPTS`` times in all; a
-        gateway that cuts before it sorts fails every time. Once refused, every walk is
-        refused."""
+        """Once per run, before any walk that relied on it ends: a first page is a prefix of
+        its span in trigger order (the gateway sorts before it cuts the page), so the first
+        half of it, asked alone, is its first half. Deletions since the page was read shift
+        the half, so a half that does not fit is compared again with a fresh page, asked just
+        before it, ``PREFIX_ATTEMPTS`` times in all; a gateway that cuts before it sorts fails
+        every time. Once refused, every walk is refused."""
         conventions = self.asker.conventions
         with conventions.prefix_lock:
             if conventions.prefix_failure is not None:
