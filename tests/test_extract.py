@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,16 @@ def emulator_config(**switches: object) -> EmulatorConfig:
         end_day=DAYS[-1] + timedelta(days=1),
         per_day=260,
         server_timezone="GMT+8",
+        **switches,
+    )
+
+
+def first_day_config(seed: int, **switches: Any) -> EmulatorConfig:
+    """An emulator serving the first day only (and the server days around it)."""
+    return EmulatorConfig(
+        seed=seed,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[0] + timedelta(days=1),
         **switches,
     )
 
@@ -192,14 +203,7 @@ def test_window_is_half_open() -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_tiny_pages_over_tied_seconds_end_exact_or_refused(seed: int) -> None:
     """Page size 2 makes tied seconds split down to flow ids no longer than the suffix."""
-    config = EmulatorConfig(
-        seed=seed,
-        start_day=DAYS[0] - timedelta(days=1),
-        end_day=DAYS[0] + timedelta(days=1),
-        per_day=60,
-        tie_order="by_page",
-        count_mode="page",
-    )
+    config = first_day_config(seed, per_day=60, tie_order="by_page", count_mode="page")
     window = day_window(DAYS[0], zone("Asia/Shanghai"))
     with Emulator(config) as emulator:
         with EnosClient(settings_for(emulator, page_size=2)) as client:
@@ -225,15 +229,7 @@ def test_one_day_keeps_every_worker_busy_by_splitting_its_walks(
 ) -> None:
     """One window has three walks; more workers than that are kept busy by halving the walks
     with the most rows left, and the halves together are the window, each instance once."""
-    config = EmulatorConfig(
-        seed=5,
-        start_day=DAYS[0] - timedelta(days=1),
-        end_day=DAYS[0] + timedelta(days=1),
-        per_day=1500,
-        latency_ms=20,
-        server_timezone="GMT+8",
-        **switches,  # type: ignore[arg-type]
-    )
+    config = first_day_config(5, per_day=1500, latency_ms=20, server_timezone="GMT+8", **switches)
     window = day_window(DAYS[0], zone("Asia/Shanghai"))
     with Emulator(config) as emulator:
         with EnosClient(settings_for(emulator, page_size=PAGE_SIZE)) as client:
@@ -265,13 +261,7 @@ def test_a_run_let_go_stops_its_walks_before_their_next_request() -> None:
     """A caller that stops taking windows (Ctrl-C) is not kept waiting for the walks of the
     windows still open, which after splitting cover all of their unread spans: each stops
     before its next request."""
-    config = EmulatorConfig(
-        seed=5,
-        start_day=DAYS[0] - timedelta(days=1),
-        end_day=DAYS[0] + timedelta(days=1),
-        per_day=3000,
-        latency_ms=40,
-    )
+    config = first_day_config(5, per_day=3000, latency_ms=40)
     empty = day_window(DAYS[0] + timedelta(days=30), zone("Asia/Shanghai"))
     window = day_window(DAYS[0], zone("Asia/Shanghai"))
     with Emulator(config) as emulator:

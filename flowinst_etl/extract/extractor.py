@@ -17,7 +17,7 @@ from flowinst_etl.extract.extraction import Extraction, assemble_or_error
 from flowinst_etl.extract.feed import Feed, Unit
 from flowinst_etl.extract.walker import CursorWalk
 from flowinst_etl.gateway.client import EnosClient
-from flowinst_etl.spool import RECORD_BYTES_ASSUMED, RECORDS_MEMORY_MB, MemoryBudget, Spool
+from flowinst_etl.spool import RECORDS_MEMORY_MB, MemoryBudget, Spool, budget_bytes
 from flowinst_etl.windows import Window
 
 #: Pages a walk must have left, by the density it read so far, to be split for an idle worker.
@@ -50,7 +50,7 @@ class Extractor:
                 DeprecationWarning,
                 stacklevel=2,
             )
-            records_memory_bytes = records_in_memory * RECORD_BYTES_ASSUMED
+            records_memory_bytes = budget_bytes(None, records_in_memory)
         self.client = client
         self.max_workers = max_workers
         self.budget = MemoryBudget(records_memory_bytes)

@@ -145,10 +145,9 @@ class Feed(Generic[Outcome]):
         idle = self.slots - self.running - len(self.splitting)
         if self.closed or idle <= 0:
             return
-        candidates = [w for w in self.walks if w not in self.splitting]
-        candidates.sort(key=CursorWalk.rows_left, reverse=True)
-        for walk in candidates[:idle]:
-            if walk.rows_left() < self.split_rows:
+        left = {w: w.rows_left() for w in self.walks if w not in self.splitting}
+        for walk in sorted(left, key=left.__getitem__, reverse=True)[:idle]:
+            if left[walk] < self.split_rows:
                 return
             self.splitting.add(walk)
             walk.split(partial(self._hand_over, walk), self.split_rows)

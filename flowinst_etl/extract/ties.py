@@ -24,7 +24,7 @@ from flowinst_etl.exceptions import ApiError, FatalApiError, RetriableApiError, 
 from flowinst_etl.extract import checks
 from flowinst_etl.extract.answers import Answer, Asker, Seen, Span
 from flowinst_etl.extract.checks import SECOND_MS
-from flowinst_etl.extract.conventions import INVALID_PARAMETER, learn_zero_based
+from flowinst_etl.extract.conventions import INVALID_PARAMETER, Conventions, learn_zero_based
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,15 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
     return found
 
 
+def _with_page_order(asker: Asker, span: Span) -> Conventions:
+    """The run's conventions, knowing which page follows the first: learnt from one-row pages
+    of ``span`` when pages count from 0 and that is not known yet."""
+    conventions = asker.conventions
+    if conventions.first_page() == 0 and conventions.zero_based is None:
+        learn_zero_based(conventions, lambda no: asker.ask(span, no, 1))
+    return conventions
+
+
 def _rows_after(asker: Asker, answer: Answer) -> bool:
     """Whether more rows match than a short answer of an ``expression`` held: its next page, of
     its own length, is not empty. A cap that only searches by ``expression`` meet makes an
@@ -143,9 +152,7 @@ def _rows_after(asker: Asker, answer: Answer) -> bool:
     not cut by such a cap."""
     if not answer.rows:
         return False
-    conventions = asker.conventions
-    if conventions.first_page() == 0 and conventions.zero_based is None:
-        learn_zero_based(conventions, lambda no: asker.ask(answer.span, no, 1))
+    conventions = _with_page_order(asker, answer.span)
     second_page = conventions.next_page(conventions.first_page())
     return bool(asker.ask(answer.span, second_page, len(answer.rows)).rows)
 
@@ -154,9 +161,7 @@ def _paged(asker: Asker, span: Span) -> tuple[int, dict[str, Seen]]:
     """How many rows whose id holds the expression ``span`` has by offset pages, and those rows
     by id. Pages are as long as the first answer (a cap, if one cut it), asked until one comes
     back shorter: an offset past every match is empty whatever the tie order."""
-    conventions = asker.conventions
-    if conventions.first_page() == 0 and conventions.zero_based is None:
-        learn_zero_based(conventions, lambda no: asker.ask(span, no, 1))
+    conventions = _with_page_order(asker, span)
     page_no = conventions.first_page()
     answer = _ask(asker, span, page_no)
     size = len(answer.rows)
