@@ -9,18 +9,27 @@ ascending trigger order, no more rows than asked).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-from flowinst_etl.exceptions import ResponseFormatError
+from flowinst_etl.exceptions import (
+    ApiError,
+    FatalApiError,
+    ResponseFormatError,
+    RetriableApiError,
+    TransportError,
+)
 from flowinst_etl.extract import checks
-from flowinst_etl.extract.conventions import Conventions
+from flowinst_etl.extract.conventions import INVALID_PARAMETER, Conventions
 from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
 from flowinst_etl.spool import Kept, Spool, load
 from flowinst_etl.windows import server_time_to_epoch_ms
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -152,6 +161,30 @@ class Asker:
         checks.ascending(self.scheduling_type, rows)
         full, whole = conventions.judge(len(rows), size)
         return Answer(span, rows, size, full, whole)
+
+    def ask_large(self, span: Span, page_no: int | None = None) -> Answer:
+        """A page as large as the gateway takes (``TIE_PAGE_SIZE`` until it refuses that size
+        with 62102 or fails it, then ``ENOS_PAGE_SIZE``), for a tied second or a walk's last
+        second: one answer then holds a burst whole, and reaches far past a page that a filter
+        after LIMIT may have shortened."""
+        conventions = self.conventions
+        size = conventions.tie_page_size()
+        try:
+            return self.ask(span, page_no, size)
+        except (ApiError, TransportError) as error:
+            refused = isinstance(error, RetriableApiError | TransportError) or (
+                isinstance(error, FatalApiError) and error.code == INVALID_PARAMETER
+            )
+            if not refused or size == conventions.requested_page_size:
+                raise
+            log.warning(
+                "the gateway failed pageSize %d (%s); large pages are asked with ENOS_PAGE_SIZE",
+                size,
+                type(error).__name__,
+            )
+            with conventions.lock:
+                conventions.tie_page_size_limit = conventions.requested_page_size
+            return self.ask(span, page_no, conventions.requested_page_size)
 
     def keep(self, seen: Seen) -> Row:
         """Hold a checked row's record in the spool."""

@@ -17,16 +17,12 @@ the instances read.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
-from flowinst_etl.exceptions import ApiError, FatalApiError, RetriableApiError, TransportError
 from flowinst_etl.extract import checks
 from flowinst_etl.extract.answers import Answer, Asker, Seen, Span
 from flowinst_etl.extract.checks import SECOND_MS
-from flowinst_etl.extract.conventions import INVALID_PARAMETER, Conventions, learn_zero_based
-
-log = logging.getLogger(__name__)
+from flowinst_etl.extract.conventions import Conventions, learn_zero_based
 
 #: The longest flow-id suffix a tied second is split by.
 SPLIT_DEPTH = 6
@@ -43,7 +39,7 @@ def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]
         IncompleteExtractionError: the parts miss an id seen before, a part cannot be split
             further, or the flow whose id is a suffix cannot be accounted for.
     """
-    whole = _ask(asker, Span(second_ms, second_ms + SECOND_MS))
+    whole = asker.ask_large(Span(second_ms, second_ms + SECOND_MS))
     if whole.whole and _not_filtered_after_limit(asker, whole):
         found = {row.instance_id: row for row in whole.rows}
     else:
@@ -61,29 +57,6 @@ def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]
     return list(found.values())
 
 
-def _ask(asker: Asker, span: Span, page_no: int | None = None) -> Answer:
-    """A page of a tied second, as large as the gateway takes: ``TIE_PAGE_SIZE`` until it
-    refuses that size with 62102, then ``ENOS_PAGE_SIZE``."""
-    conventions = asker.conventions
-    size = conventions.tie_page_size()
-    try:
-        return asker.ask(span, page_no, size)
-    except (ApiError, TransportError) as error:
-        refused = isinstance(error, RetriableApiError | TransportError) or (
-            isinstance(error, FatalApiError) and error.code == INVALID_PARAMETER
-        )
-        if not refused or size == conventions.requested_page_size:
-            raise
-        log.warning(
-            "the gateway failed pageSize %d (%s); tied seconds are asked with ENOS_PAGE_SIZE",
-            size,
-            type(error).__name__,
-        )
-        with conventions.lock:
-            conventions.tie_page_size_limit = conventions.requested_page_size
-        return asker.ask(span, page_no, conventions.requested_page_size)
-
-
 def _not_filtered_after_limit(asker: Asker, answer: Answer) -> bool:
     """Whether a whole answer of ``k`` rows holds its span: asked again with ``pageSize``
     ``k`` it comes back as long. Shorter, and still ``k`` long when asked as before, it lost
@@ -98,7 +71,7 @@ def _not_filtered_after_limit(asker: Asker, answer: Answer) -> bool:
     again = asker.ask(answer.span, page_size=len(answer.rows))
     if len(again.rows) >= len(answer.rows):
         return True
-    if len(_ask(asker, answer.span).rows) < len(answer.rows):
+    if len(asker.ask_large(answer.span).rows) < len(answer.rows):
         return False
     checks.not_cut(asker.scheduling_type, len(again.rows), len(answer.rows), asker.conventions)
     return False
@@ -116,7 +89,7 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
     found: dict[str, Seen] = {}
     for digit in DIGITS:
         part = digit + suffix
-        answer = _ask(asker, Span(second_ms, second_ms + SECOND_MS, part + "-"))
+        answer = asker.ask_large(Span(second_ms, second_ms + SECOND_MS, part + "-"))
         rows = {row.instance_id: row for row in answer.rows if _flow_part(row).endswith(part)}
         uncut = asker.conventions.uncut_by_expression(len(answer.rows))
         if answer.whole and (uncut or not _rows_after(asker, answer)):
@@ -163,7 +136,7 @@ def _paged(asker: Asker, span: Span) -> tuple[int, dict[str, Seen]]:
     back shorter: an offset past every match is empty whatever the tie order."""
     conventions = _with_page_order(asker, span)
     page_no = conventions.first_page()
-    answer = _ask(asker, span, page_no)
+    answer = asker.ask_large(span, page_no)
     size = len(answer.rows)
     rows: dict[str, Seen] = {}
     positions = 0

@@ -4,8 +4,9 @@ Each request asks for the first page of ``[cursor, end)`` sorted by trigger time
 a prefix of its span in trigger order, so every row before the answer's last second is final
 whatever the page size, the tie order or a cap; the cursor moves to that second, which the next
 answer reads again and must begin with. A second that fills a page alone is read whole in parts
-by flow id (``ties``). The walk ends on a whole answer (short, and not cut by a cap) followed by an
-empty span after its last second. No ``count``, no page after the first and no tie order is
+by flow id (``ties``). The walk ends on a whole answer (short, and not cut by a cap) whose span,
+asked again from its last second in a large page, holds that second only and nothing new: a
+filter after LIMIT that shortened a page cut inside that second shows there. No ``count``, no page after the first and no tie order is
 relied on, and instances inserted or deleted behind the cursor shift nothing.
 
 A walk can hand the far half of what it has left to another walk between two requests
@@ -92,33 +93,34 @@ class CursorWalk:
         """
         span = Span(self.start_ms, self.end_ms)
         answer = learn_first_page(self.asker.conventions, lambda no: self.asker.ask(span, no))
-        cursor, reread = span.start_ms, False
+        cursor, reread, closing = span.start_ms, False, False
         while True:
             if reread:
                 self._check_begins_at(answer, cursor)
             if not answer.rows:
-                if self.first_full is not None:
-                    self._check_prefix_once(self.first_full)
-                return self.held
+                return self._finish()
             self._hold(answer.rows)
             last = answer.last_ms
             tied = answer.rows[0].trigger_ms == last
             if answer.whole:
-                cursor, reread = last + SECOND_MS, False
-                after = self._ask(cursor)
-                if after.rows:
-                    if not self._grew(answer):
-                        checks.not_cut(
-                            self.asker.scheduling_type,
-                            len(answer.rows),
-                            answer.asked,
-                            self.asker.conventions,
-                        )
-                    # The window changed since; that does not rule out a cut inside the
-                    # answer's last second as well, so that second is read whole.
-                    self._read_second(last)
+                if closing and last == cursor:
+                    return self._finish()  # the span from its last second holds that second
+                # The span is read again from the answer's last second, in a large page: a
+                # filter after LIMIT can shorten a page cut inside that second, and the rows
+                # it left then show there, or after it.
+                after = self._ask(last, large=True)
+                if self._news(after) and not self._grew(answer):
+                    checks.not_cut(
+                        self.asker.scheduling_type,
+                        len(answer.rows),
+                        answer.asked,
+                        self.asker.conventions,
+                    )
+                cursor, reread, closing = last, True, True
                 answer = after
-            elif tied and (answer.full or (reread and last == cursor)):
+                continue
+            closing = False
+            if tied and (answer.full or (reread and last == cursor)):
                 self._read_second(last)
                 cursor, reread = last + SECOND_MS, False
                 answer = self._ask(cursor)
@@ -130,8 +132,14 @@ class CursorWalk:
                 if not short.full and answer.rows and answer.last_ms > last:
                     self._cut_or_grown(short)
 
-    def _ask(self, start_ms: int) -> Answer:
-        """The first page of ``[start_ms, end)``, after handing over the far half if asked.
+    def _finish(self) -> dict[str, Row]:
+        if self.first_full is not None:
+            self._check_prefix_once(self.first_full)
+        return self.held
+
+    def _ask(self, start_ms: int, large: bool = False) -> Answer:
+        """The first page of ``[start_ms, end)`` (as large as the gateway takes if ``large``),
+        after handing over the far half if asked.
 
         Raises:
             WalkCancelled: the walk was cancelled.
@@ -148,7 +156,16 @@ class CursorWalk:
                     self.end_ms = middle
             else:
                 hand_over(None)
-        return self.asker.ask(Span(start_ms, self.end_ms))
+        rest = Span(start_ms, self.end_ms)
+        return self.asker.ask_large(rest) if large else self.asker.ask(rest)
+
+    def _news(self, answer: Answer) -> bool:
+        """Whether an answer holds a row not held as it is now: a new id, or one moved."""
+        held = self.held
+        return any(
+            (before := held.get(row.instance_id)) is None or before.trigger_ms != row.trigger_ms
+            for row in answer.rows
+        )
 
     def _hold(self, rows: list[Seen]) -> None:
         """Keep rows by id; a row read again replaces the one held (its newest form)."""
@@ -207,7 +224,7 @@ class CursorWalk:
         """Whether rows after a short answer are instances changed since: asked again, its
         span then holds other rows; an answer cut after LIMIT comes back the same. (A row that
         only moved on within it tells nothing: the answer may have been cut as well.)"""
-        again = self.asker.ask(short.span).rows
+        again = self.asker.ask(short.span, page_size=short.asked).rows
         return [r.instance_id for r in again] != [r.instance_id for r in short.rows]
 
     def _cut_or_grown(self, short: Answer) -> None:

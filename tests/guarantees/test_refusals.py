@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from flowinst_etl.emulator import Emulator, EmulatorConfig
+from flowinst_etl.exceptions import IncompleteExtractionError
 from flowinst_etl.extract import Extractor
+from flowinst_etl.extract.checks import SECOND_MS
 from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import load_days
 from flowinst_etl.tables.schema import TABLES
-from flowinst_etl.windows import zone
+from flowinst_etl.windows import Window, day_window, zone
 from tests.guarantees.harness import assert_days_exact, days_from, visible_days
 from tests.support import settings_for
 
@@ -90,3 +92,25 @@ def test_a_cap_that_only_expression_searches_meet_leaves_no_day_short(tmp_path: 
         assert_days_exact(emulator, tmp_path, [r.day for r in results if r.ok], SHANGHAI)
     for result in results:
         assert result.ok or "cannot be split further by expression" in str(result.error)
+
+
+def test_a_page_a_filter_after_limit_shortened_inside_a_windows_last_second_is_seen() -> None:
+    """The window ends one second after the midnight burst. Flow 1020's run is dropped after
+    LIMIT from the page that reaches into the burst, so that page comes short, looks whole and
+    ends inside the burst, with nothing after the burst in the window: the burst's other runs
+    show only when the span from that last second is read again in a large page, and the
+    window is refused rather than read short."""
+    day = date(2026, 11, 11)
+    midnight = day_window(day, zone(SHANGHAI)).start_ms
+    window = Window(midnight - 3_600_000, midnight + SECOND_MS)
+    config = EmulatorConfig(
+        seed=5, start_day=day - timedelta(days=1), end_day=day, per_day=200, hide_every=1020
+    )
+    with Emulator(config) as emulator:
+        burst = [
+            t for t in emulator.truth(midnight, midnight + SECOND_MS) if t.scheduling_type == 1
+        ]
+        assert len(burst) > 10 and sum(t.record["flowId"] % 1020 == 0 for t in burst) == 1
+        with EnosClient(settings_for(emulator, page_size=3)) as client:
+            with pytest.raises(IncompleteExtractionError, match=r"\(a filter after LIMIT\)"):
+                Extractor(client, max_workers=1).extract(window)
