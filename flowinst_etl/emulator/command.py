@@ -8,8 +8,10 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from types import FrameType
+from typing import Any
 
 from flowinst_etl.emulator.config import (
     AUTH_ERROR_STYLES,
@@ -26,6 +28,7 @@ from flowinst_etl.emulator.config import (
     TIMESTAMP_SHOWS,
     TO_BOUNDS,
     UPDATE_TIMES,
+    WINDOW_UNITS,
     Credentials,
     EmulatorConfig,
 )
@@ -34,8 +37,9 @@ from flowinst_etl.emulator.server import Emulator
 from flowinst_etl.exceptions import ConfigError
 
 _OFFSET = re.compile(r"^[+-]?\d+$")
-# (flag, EmulatorConfig field, type, choices, help)
-_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
+#: A flag: (flag, config field, value type, choices or None, help).
+Switch = tuple[str, str, Callable[[str], Any], tuple[str, ...] | None, str]
+_SWITCHES: tuple[Switch, ...] = (
     ("--page-base", "page_base", str, PAGE_BASES, "pageNo numbering"),
     ("--count-mode", "count_mode", str, COUNT_MODES, "'count': all matches or the page length"),
     ("--sorter-names", "sorter_names", str, SORTER_NAMES, "accepted sorter field names"),
@@ -80,8 +84,15 @@ _SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--forced-error", "forced_error", int, None, "EnOS code every search answers, e.g. 62109"),
     ("--body-fault", "body_fault", str, BODY_FAULTS, "broken HTTP 200 body on every search"),
 )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names, as a tuple."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 # Gateway deviations, each independent (``--null-lists`` is a plain on/off flag).
-_DEVIATIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
+_DEVIATIONS: tuple[Switch, ...] = (
     ("--page-size-cap", "page_size_cap", int, None, "most records a page holds"),
     ("--from-bound", "from_bound", str, FROM_BOUNDS, "whether fromTriggerTime is in the window"),
     ("--expression-matches", "expression_matches", str, EXPRESSION_MATCHES, "what it searches"),
@@ -92,9 +103,11 @@ _DEVIATIONS: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
     ("--defect", "defect", str, DEFECTS, "break a documented promise, to see it refused"),
     ("--timestamp-shows", "timestamp_shows", str, TIMESTAMP_SHOWS, "what 'timestamp' holds"),
     ("--update-times", "update_times", str, UPDATE_TIMES, "whether a change moves update_time"),
+    ("--blank-filters", "blank_filters", _names, None, "fields (owner,status) whose '' filters"),
+    ("--window-unit", "window_unit", str, WINDOW_UNITS, "what the trigger-time bounds count"),
 )
 # Gateway switches: how tokens die and how a refusal or a 429 is worded.
-_GATEWAY_SWITCHES: tuple[tuple[str, str, type, tuple[str, ...] | None, str], ...] = (
+_GATEWAY_SWITCHES: tuple[Switch, ...] = (
     (
         "--token-lifetime-calls",
         "token_lifetime_calls",

@@ -31,6 +31,8 @@ DEFECTS = (
 )
 TIMESTAMP_SHOWS = ("update", "create")
 UPDATE_TIMES = ("move", "frozen")
+BLANK_FIELDS = ("owner", "status", "expression")
+WINDOW_UNITS = ("ms", "s")
 
 #: Settings fixed when the dataset is generated or the socket bound; ``reconfigure`` refuses them.
 STRUCTURAL_FIELDS = frozenset(
@@ -160,6 +162,13 @@ class EmulatorConfig:
         timestamp_shows: what a record's ``timestamp`` shows: "update", the instance's last
             update (the ``update_time`` sort key; the documentation's samples have it after
             ``endTime``), or "create", its creation (as the documentation's field table says).
+        blank_filters: request fields ("owner", "status", "expression") that filter when sent
+            blank, as a server that filters on every field present would (``owner = ''``,
+            ``status IN ()``): a search sending one of them as "" finds nothing, and ``owner``
+            may be left out (no filter) instead of being mandatory; () reads blanks as the
+            EnOS zh docs do, as no filter.
+        window_unit: what ``fromTriggerTime`` and ``toTriggerTime`` count: "ms" (epoch
+            milliseconds, as documented) or "s" (epoch seconds).
         update_times: "move": every change of an instance (a status moved on, a late change)
             gives it a new update time; "frozen": changes leave the update time as it was, so
             sorting by ``update_time`` does not show them.
@@ -223,6 +232,8 @@ class EmulatorConfig:
     defect: str | None = None
     timestamp_shows: str = "update"
     update_times: str = "move"
+    blank_filters: tuple[str, ...] = ()
+    window_unit: str = "ms"
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -328,10 +339,16 @@ class EmulatorConfig:
         _integer(self, "delete_every", 0)
         _choice(self, "timestamp_shows", TIMESTAMP_SHOWS)
         _choice(self, "update_times", UPDATE_TIMES)
+        _choice(self, "window_unit", WINDOW_UNITS)
         if self.record_timezone is not None:
             self.record_tz()
         if self.defect is not None:
             _choice(self, "defect", DEFECTS)
+        blanks = self.blank_filters
+        if not isinstance(blanks, tuple) or not set(blanks) <= set(BLANK_FIELDS):
+            raise ConfigError(
+                f"blank_filters must be a tuple of {', '.join(BLANK_FIELDS)}, not {blanks!r}"
+            )
 
     def record_tz(self) -> tzinfo:
         """The zone record time strings are written in.

@@ -57,6 +57,8 @@ class SearchQuery:
         page: the page number after the server's clamping, which seeds ``by_page`` tie orders.
         offset / page_size: the slice of the ordered matches to answer.
         sorters: (instance attribute, descending) pairs, applied in order.
+        blank_filtered: a field was sent blank that ``blank_filters`` reads as a filter, so
+            nothing is kept.
     """
 
     scheduling_type: int
@@ -72,9 +74,12 @@ class SearchQuery:
     sorters: tuple[tuple[str, bool], ...]
     from_inclusive: bool = True
     matches: str = "both"
+    blank_filtered: bool = False
 
     def keep(self, window: list[Instance]) -> list[Instance]:
         """The instances of the trigger window passing the status, owner and expression filters."""
+        if self.blank_filtered:
+            return []
         kept = window
         if self.statuses is not None:
             kept = [item for item in kept if item.status in self.statuses]
@@ -114,10 +119,14 @@ def parse_search(body: str, config: EmulatorConfig) -> SearchQuery:
     if not isinstance(expression, str):
         raise _invalid("expression must be a string")
     owner = payload.get("owner")
-    if not isinstance(owner, str):
+    if owner is None and "owner" in config.blank_filters:
+        owner = ""  # left out: no filter on a server that filters on every field present
+    elif not isinstance(owner, str):
         raise _invalid("owner is mandatory and must be a string")
-    from_ms = _integer(payload, "fromTriggerTime")
-    to_ms = _integer(payload, "toTriggerTime")
+    blank_filtered = any(payload.get(name) == "" for name in config.blank_filters)
+    scale = 1000 if config.window_unit == "s" else 1
+    from_ms = _integer(payload, "fromTriggerTime") * scale
+    to_ms = _integer(payload, "toTriggerTime") * scale
     if from_ms > to_ms:
         raise _invalid("fromTriggerTime must not be after toTriggerTime")
     pagination = payload.get("pagination")
@@ -146,6 +155,7 @@ def parse_search(body: str, config: EmulatorConfig) -> SearchQuery:
         sorters=_sorters(pagination.get("sorters"), config.sorter_names),
         from_inclusive=config.from_bound == "inclusive",
         matches=config.expression_matches,
+        blank_filtered=blank_filtered,
     )
 
 

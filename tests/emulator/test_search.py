@@ -258,3 +258,32 @@ def test_by_page_tie_order_repeats_a_page_but_permutes_ties_between_pages(emulat
 
 def _ms(text):
     return server_time_to_epoch_ms(text, parse_server_timezone("GMT+8"))
+
+
+@pytest.mark.parametrize("field", ["owner", "status", "expression"])
+def test_blank_filters_find_nothing_when_sent_blank_and_everything_when_left_out(
+    emulator, client, field
+):
+    emu = emulator(blank_filters=(field,))
+    api = client(emu)
+    start, end = day_ms(emu.config.start_day)
+    expected = [t.record for t in emu.truth(start, end, 1)]
+    assert expected
+    assert api.search_data(search_body(start, end))["flowInsts"] == []
+    other_way = search_body(start, end, status="-1,0,1,2,3,4,5,6,7,8,9,10")
+    for name in ("owner", "expression"):
+        del other_way[name]
+    if field != "owner":
+        assert api.search(other_way).json()["code"] == 62102, "owner stays mandatory"
+        other_way["owner"] = ""
+    assert api.page_all(other_way) == expected
+
+
+def test_a_window_read_in_seconds_finds_nothing_in_milliseconds(emulator, client):
+    emu = emulator(window_unit="s")
+    api = client(emu)
+    start, end = day_ms(emu.config.start_day)
+    expected = [t.record for t in emu.truth(start, end, 1)]
+    assert expected
+    assert api.search_data(search_body(start, end))["flowInsts"] == []
+    assert api.page_all(search_body(start // 1000, end // 1000)) == expected
