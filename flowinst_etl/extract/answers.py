@@ -49,6 +49,19 @@ class Figures:
 
 
 @dataclass(frozen=True, slots=True)
+class Filters:
+    """The ``owner``, ``status`` and ``expression`` of a search; ``None`` leaves one out."""
+
+    owner: str | None = ""
+    status: str = ""
+    expression: str | None = ""
+
+
+#: Every owner, status and instance, as the EnOS zh docs say blank fields mean.
+BLANK = Filters()
+
+
+@dataclass(frozen=True, slots=True)
 class Span:
     """A half-open trigger-time span ``[start_ms, end_ms)`` asked with one ``expression``."""
 
@@ -129,8 +142,16 @@ class Asker:
     figures: Figures = field(default_factory=Figures)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def ask(self, span: Span, page_no: int | None = None, page_size: int | None = None) -> Answer:
-        """The first page of ``span`` (or page ``page_no``), checked row by row.
+    def ask(
+        self,
+        span: Span,
+        page_no: int | None = None,
+        page_size: int | None = None,
+        filters: Filters = BLANK,
+    ) -> Answer:
+        """The first page of ``span`` (or page ``page_no``), checked row by row; ``filters``
+        are the ``owner``, ``status`` and ``expression`` sent (blank, and ``span``'s
+        expression, unless told).
 
         Raises:
             IncompleteExtractionError: an answer breaks a belief the walk relies on.
@@ -147,7 +168,9 @@ class Asker:
             number,
             size,
             conventions.sorter(),
-            span.expression,
+            span.expression if filters.expression == "" else filters.expression,
+            owner=filters.owner,
+            status=filters.status,
         )
         page = self.client.search(query)
         self._count(page)

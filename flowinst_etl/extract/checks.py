@@ -16,7 +16,7 @@ from flowinst_etl.exceptions import IncompleteExtractionError, ResponseFormatErr
 from flowinst_etl.windows import names_one_instant
 
 if TYPE_CHECKING:
-    from flowinst_etl.extract.answers import Seen, Span
+    from flowinst_etl.extract.answers import Filters, Seen, Span
     from flowinst_etl.extract.conventions import Conventions
 
 SECOND_MS = 1000
@@ -162,10 +162,16 @@ def parts_cover(
 
 
 def straggler_known(
-    scheduling_type: int, second_ms: int, suffix: str, paged: int, found: int
+    scheduling_type: int, second_ms: int, suffix: str, paged: int, found: int, settled: bool
 ) -> None:
     """The instance of the flow whose id is the whole suffix (in no finer part) was read, or
-    paging the suffix's part shows there is none."""
+    paging the suffix's part, the same twice in a row (``settled``), shows there is none."""
+    if not settled:
+        refuse(
+            scheduling_type,
+            f"second {iso(second_ms)} showed other instances with flow ids ending in {suffix} "
+            "each time its offset pages were counted: it changed while it was read",
+        )
     if paged != found:
         refuse(
             scheduling_type,
@@ -181,6 +187,31 @@ def depth(scheduling_type: int, second_ms: int, suffix: str) -> None:
         scheduling_type,
         f"second {iso(second_ms)} holds more than a page of instances with flow ids ending in "
         f"{suffix}: it cannot be split further by expression",
+    )
+
+
+def blanks_filter_nothing(scheduling_type: int, instance_id: str, other_way: Filters) -> None:
+    """Blank ``owner``, ``status`` and ``expression`` filter nothing: asked another way, a
+    window's first page holds no instance more."""
+    left_out = [name for name in ("owner", "expression") if getattr(other_way, name) is None]
+    how = f"status {other_way.status!r}" + (" and no " + " or ".join(left_out) if left_out else "")
+    refuse(
+        scheduling_type,
+        f"instance {instance_id} came back for {how} but not for owner, status and "
+        "expression blank: the gateway reads a blank field as a filter, so every window "
+        "would read short or empty",
+    )
+
+
+def found_in_its_second(scheduling_type: int, instance_id: str, trigger_ms: int) -> None:
+    """An instance found over all of time is found in its own second: the window is read in
+    epoch milliseconds and blank filters filter nothing."""
+    refuse(
+        scheduling_type,
+        f"instance {instance_id}, triggered at {iso(trigger_ms)}, is found over all of time "
+        "but not in its own second, asked with owner, status and expression blank: the gateway "
+        "does not read fromTriggerTime and toTriggerTime as epoch milliseconds, or reads a "
+        "blank field as a filter",
     )
 
 

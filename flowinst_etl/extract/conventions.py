@@ -42,12 +42,14 @@ class Conventions:
         page_size: the rows a full page holds: ``requested_page_size``, or the gateway's cap.
         page_size_capped: whether ``page_size`` was lowered to a cap the gateway showed.
         longest: the most rows one answer held so far (a cap is never below it).
-        longest_by_expression: the most rows one answer to a search by ``expression`` held so
-            far (a cap that only those searches meet is never below it).
         prefix_checked: whether a first page was checked to be a prefix of its span;
             ``prefix_failure`` what refused it, then every window's refusal.
         tie_page_size_limit: the ``pageSize`` asked for a tied second: ``TIE_PAGE_SIZE``, or
             ``requested_page_size`` once the gateway refused it with 62102.
+        fields_shown: the scheduling types whose blank filters and window units were shown
+            (``fields``, one check at a time per type under ``fields_locks``); ``other_way``
+            the index of the way of asking compared with the usual one that the gateway
+            takes, ``None`` once it took none.
     """
 
     requested_page_size: int
@@ -57,9 +59,13 @@ class Conventions:
     page_size: int = 0
     page_size_capped: bool = False
     longest: int = 0
-    longest_by_expression: int = 0
     tie_page_size_limit: int = TIE_PAGE_SIZE
     prefix_checked: bool = False
+    fields_shown: set[int] = field(default_factory=set)
+    fields_locks: dict[int, threading.Lock] = field(
+        default_factory=lambda: {kind: threading.Lock() for kind in (0, 1, 2)}, repr=False
+    )
+    other_way: int | None = 0
     prefix_failure: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     prefix_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -100,14 +106,6 @@ class Conventions:
             whole = not full and (rows == 0 or rows < longest)
             self.longest = max(longest, rows)
         return full, whole
-
-    def uncut_by_expression(self, rows: int) -> bool:
-        """Whether an answer of ``rows`` rows to a search by ``expression`` is shorter than one
-        such answer before, so no cap on those searches cut it. Notes the length."""
-        with self.lock:
-            shorter = rows < self.longest_by_expression
-            self.longest_by_expression = max(self.longest_by_expression, rows)
-        return shorter
 
     def tie_page_size(self) -> int:
         """The ``pageSize`` a tied second is asked with: large, so that one answer holds a

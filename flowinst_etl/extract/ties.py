@@ -1,18 +1,20 @@
 """A second that fills a page alone, read whole in parts by flow id.
 
 Rows tied on trigger time may come in any order, on every request (SQL LIMIT/OFFSET over a
-non-unique sort key), so no offset is trusted inside a second. Instance ids are
-``{flowId}-{stamp}`` (docs/enos-api.md §2) and ``expression`` finds instances by a substring of
-their id (List Flow Instances), so ``"7-"`` finds the flow ids ending in 7: the ten parts
-``"0-"`` .. ``"9-"`` partition the second, each read as a first page and split by one more digit
-while it is not whole, or while the page after it (of its own length) is not empty, for an answer
-as long as any by expression before. Rows an expression matched by name only are left to their own
-part. Each request asks for a large page (``TIE_PAGE_SIZE``), so a burst is usually read whole at
-once.
+non-unique sort key), so no offset pages through a second; only an offset past every match is
+trusted, being empty in any order. The second is first asked whole in a large page
+(``TIE_PAGE_SIZE``), so a burst is usually read at once. An answer is whole when it is short and
+the page after it, of its own length, is empty (a cap, or a filter after LIMIT, makes an answer
+short without holding its span), and no cap of its length is possible: a longer answer was served
+before, or, for the second asked whole, asking again finds the same ids. Otherwise, as instance ids
+are ``{flowId}-{stamp}`` (docs/enos-api.md §2) and ``expression`` finds instances by a substring of
+their id (List Flow Instances), ``"7-"`` finds the flow ids ending in 7: the ten parts ``"0-"`` ..
+``"9-"`` partition the second, each read the same way and split by one more digit while it is not
+whole. Rows an expression matched by name only are left to their own part.
 
 The flow whose id is the whole suffix (flow 7 inside ``"7-"``) is in no finer part: it is kept if
-an answer showed it, and otherwise the part is counted by offset pages, which must hold exactly
-the instances read.
+an answer showed it, and otherwise the part is counted by offset pages until two countings agree,
+which must hold exactly the instances read.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ DIGITS = "0123456789"
 #: Instances just found that are asked for by id, one after another until one is found, when
 #: one seen before is missing: each may have been deleted meanwhile too.
 WITNESSES = 10
+#: Offset countings of a flow-id part, at most, for two in a row to agree.
+COUNTS = 3
 
 
 def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]:
@@ -39,11 +43,11 @@ def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]
         IncompleteExtractionError: the parts miss an id seen before, a part cannot be split
             further, or the flow whose id is a suffix cannot be accounted for.
     """
+    asker.figures.repaired_seconds += 1
     whole = asker.ask_large(Span(second_ms, second_ms + SECOND_MS))
-    if whole.whole and _not_filtered_after_limit(asker, whole):
-        found = {row.instance_id: row for row in whole.rows}
-    else:
-        found = _part(asker, second_ms, "")
+    if not whole.full and not _rows_after(asker, whole) and _uncapped(asker, whole):
+        return whole.rows  # the second whole: an id seen before and not in it is gone
+    found = _part(asker, second_ms, "")
     lost = sorted(set(seen) - set(found))
     if lost:
         # Deleted or moved since it was read, or the parts do not cover the second: asked by
@@ -53,28 +57,18 @@ def read_second(asker: Asker, second_ms: int, seen: Iterable[str]) -> list[Seen]
         witnesses = list(found)[:WITNESSES]
         finds_ids = any(_finds(asker, second_ms, i) for i in witnesses)
         checks.parts_cover(asker.scheduling_type, second_ms, lost[0], finds_ids, present)
-    asker.figures.repaired_seconds += 1
     return list(found.values())
 
 
-def _not_filtered_after_limit(asker: Asker, answer: Answer) -> bool:
-    """Whether a whole answer of ``k`` rows holds its span: asked again with ``pageSize``
-    ``k`` it comes back as long. Shorter, and still ``k`` long when asked as before, it lost
-    rows after LIMIT (a privilege filter); shorter both ways, rows went meanwhile, and the
-    second is read in parts (False).
-
-    Raises:
-        IncompleteExtractionError: rows are dropped after LIMIT.
-    """
-    if not answer.rows:
+def _uncapped(asker: Asker, answer: Answer) -> bool:
+    """Whether a short answer with an empty page after it holds its span. A cap of exactly its
+    length can hide one more row when a deletion in between shifted that row back out of the
+    page after; either no cap is possible (a longer answer was served before), or the span,
+    asked again, holds the same ids (no deletion in between)."""
+    if answer.whole:
         return True
-    again = asker.ask(answer.span, page_size=len(answer.rows))
-    if len(again.rows) >= len(answer.rows):
-        return True
-    if len(asker.ask_large(answer.span).rows) < len(answer.rows):
-        return False
-    checks.not_cut(asker.scheduling_type, len(again.rows), len(answer.rows), asker.conventions)
-    return False
+    again = asker.ask_large(answer.span)
+    return {row.instance_id for row in again.rows} == {row.instance_id for row in answer.rows}
 
 
 def _finds(asker: Asker, second_ms: int, instance_id: str) -> bool:
@@ -91,20 +85,33 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
         part = digit + suffix
         answer = asker.ask_large(Span(second_ms, second_ms + SECOND_MS, part + "-"))
         rows = {row.instance_id: row for row in answer.rows if _flow_part(row).endswith(part)}
-        uncut = asker.conventions.uncut_by_expression(len(answer.rows))
-        if answer.whole and (uncut or not _rows_after(asker, answer)):
+        if answer.whole and not _rows_after(asker, answer):
             found |= rows
             continue
         deeper = _part(asker, second_ms, part)
         itself = {i: row for i, row in rows.items() if _flow_part(row) == part}
-        if not itself:
-            positions, paged = _paged(asker, Span(second_ms, second_ms + SECOND_MS, part + "-"))
-            itself = {i: row for i, row in paged.items() if _flow_part(row) == part}
-            checks.straggler_known(
-                asker.scheduling_type, second_ms, part, positions, len(deeper) + len(itself)
-            )
-        found |= deeper | itself
+        found |= deeper | (itself or _straggler(asker, second_ms, part, len(deeper)))
     return found
+
+
+def _straggler(asker: Asker, second_ms: int, part: str, deeper: int) -> dict[str, Seen]:
+    """The instance of flow ``part`` itself in the second, if any, when no answer showed it:
+    its part counted by offset pages must hold exactly it and the ``deeper`` instances read.
+    A deletion while the pages are asked shifts a row past the offsets, so the count is taken
+    until two in a row see the same ids (``COUNTS`` at most)."""
+    span = Span(second_ms, second_ms + SECOND_MS, part + "-")
+    before: set[str] | None = None
+    for _ in range(COUNTS):
+        positions, paged = _paged(asker, span)
+        settled = before == set(paged)
+        if settled:
+            break
+        before = set(paged)
+    itself = {i: row for i, row in paged.items() if _flow_part(row) == part}
+    checks.straggler_known(
+        asker.scheduling_type, second_ms, part, positions, deeper + len(itself), settled
+    )
+    return itself
 
 
 def _with_page_order(asker: Asker, span: Span) -> Conventions:
@@ -117,12 +124,10 @@ def _with_page_order(asker: Asker, span: Span) -> Conventions:
 
 
 def _rows_after(asker: Asker, answer: Answer) -> bool:
-    """Whether more rows match than a short answer of an ``expression`` held: its next page, of
-    its own length, is not empty. A cap that only searches by ``expression`` meet makes an
-    answer look whole beside longer answers to other searches; the page after it shows what it
-    left, in whatever order ties come, since an offset past every match is empty. Asked only
-    for an answer at least as long as every earlier answer by ``expression``: a shorter one was
-    not cut by such a cap."""
+    """Whether more rows match than a short answer held: its next page, of its own length, is
+    not empty. A cap, or a filter after LIMIT (rows dropped from a page after it is cut), makes
+    an answer short without holding its span whole; the page after it shows what it left, in
+    whatever order ties come, since an offset past every match is empty."""
     if not answer.rows:
         return False
     conventions = _with_page_order(asker, answer.span)

@@ -5,9 +5,12 @@ a prefix of its span in trigger order, so every row before the answer's last sec
 whatever the page size, the tie order or a cap; the cursor moves to that second, which the next
 answer reads again and must begin with. A second that fills a page alone is read whole in parts
 by flow id (``ties``). The walk ends on a whole answer (short, and not cut by a cap) whose span,
-asked again from its last second in a large page, holds that second only and nothing new: a
-filter after LIMIT that shortened a page cut inside that second shows there. No ``count``, no page after the first and no tie order is
-relied on, and instances inserted or deleted behind the cursor shift nothing.
+asked again from its last second in a large page, holds that second only and nothing new (or,
+where a cap keeps a large page from reaching a page past the answer, whose last second read
+whole is followed by an empty span): a filter after LIMIT that shortened a page cut inside that
+second shows there. No ``count``, no
+page after the first and no tie order is relied on, and instances inserted or deleted behind
+the cursor shift nothing. What blank filters and the window's units mean is checked (``fields``).
 
 A walk can hand the far half of what it has left to another walk between two requests
 (:meth:`CursorWalk.split`): both halves are windows read like any other, so workers left idle by a
@@ -24,6 +27,7 @@ from flowinst_etl.extract import checks
 from flowinst_etl.extract.answers import Answer, Asker, Row, Seen, Span
 from flowinst_etl.extract.checks import SECOND_MS
 from flowinst_etl.extract.conventions import learn_first_page
+from flowinst_etl.extract.fields import check_request_fields
 from flowinst_etl.extract.ties import read_second
 
 
@@ -93,6 +97,7 @@ class CursorWalk:
         """
         span = Span(self.start_ms, self.end_ms)
         answer = learn_first_page(self.asker.conventions, lambda no: self.asker.ask(span, no))
+        check_request_fields(self.asker, answer)
         cursor, reread, closing = span.start_ms, False, False
         while True:
             if reread:
@@ -105,10 +110,15 @@ class CursorWalk:
             if answer.whole:
                 if closing and last == cursor:
                     return self._finish()  # the span from its last second holds that second
-                # The span is read again from the answer's last second, in a large page: a
-                # filter after LIMIT can shorten a page cut inside that second, and the rows
-                # it left then show there, or after it.
-                after = self._ask(last, large=True)
+                # A filter after LIMIT can shorten a page cut inside its last second: the rows
+                # it left show in that second, or after it.
+                if self._reaches_past(answer):
+                    after = self._ask(last, large=True)
+                    cursor, reread, closing = last, True, True
+                else:
+                    self._read_second(last)
+                    after = self._ask(last + SECOND_MS)
+                    cursor, reread, closing = last + SECOND_MS, False, False
                 if self._news(after) and not self._grew(answer):
                     checks.not_cut(
                         self.asker.scheduling_type,
@@ -116,7 +126,6 @@ class CursorWalk:
                         answer.asked,
                         self.asker.conventions,
                     )
-                cursor, reread, closing = last, True, True
                 answer = after
                 continue
             closing = False
@@ -158,6 +167,16 @@ class CursorWalk:
                 hand_over(None)
         rest = Span(start_ms, self.end_ms)
         return self.asker.ask_large(rest) if large else self.asker.ask(rest)
+
+    def _reaches_past(self, answer: Answer) -> bool:
+        """Whether a large page from a whole answer's last second reaches a page of rows past
+        the answer: it holds at least as many rows as the longest answer served (no cap is
+        below that), from the rows before that second on. Otherwise (a cap, or no long answer
+        yet) that second is read whole and the span after it asked."""
+        conventions = self.asker.conventions
+        before = sum(row.trigger_ms < answer.last_ms for row in answer.rows)
+        reach = min(conventions.tie_page_size(), conventions.longest)
+        return before + reach >= 2 * answer.asked
 
     def _news(self, answer: Answer) -> bool:
         """Whether an answer holds a row not held as it is now: a new id, or one moved."""

@@ -45,10 +45,18 @@ _API_HINTS: dict[int, tuple[type[ApiError], str]] = {
 _PREVIEW = 60
 
 
+#: Every FlowInstanceStatus code the documents list (-1 FAIL .. 10 SKIP), as ``status`` takes them.
+EVERY_STATUS = ",".join(str(code) for code in range(-1, 11))
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     """One List Flow Instances request: a trigger window, a scheduling type, one page, sorted by
-    ``sorter_field`` in ``order`` ("ASC" or "DESC")."""
+    ``sorter_field`` in ``order`` ("ASC" or "DESC").
+
+    ``owner`` and ``status`` empty mean every owner and every status, ``expression`` empty every
+    instance (EnOS zh docs); ``None`` leaves the field out of the body.
+    """
 
     scheduling_type: int
     from_ms: int
@@ -56,24 +64,27 @@ class SearchQuery:
     page_no: int
     page_size: int
     sorter_field: str
-    expression: str = ""
+    expression: str | None = ""
     order: str = "ASC"
+    owner: str | None = ""
+    status: str = ""
 
     def body(self) -> dict[str, Any]:
-        """The JSON body; ``owner`` and ``status`` empty mean every owner and every status."""
-        return {
+        """The JSON body."""
+        body: dict[str, Any] = {
             "type": self.scheduling_type,
             "expression": self.expression,
-            "owner": "",
+            "owner": self.owner,
             "fromTriggerTime": self.from_ms,
             "toTriggerTime": self.to_ms,
-            "status": "",
+            "status": self.status,
             "pagination": {
                 "pageNo": self.page_no,
                 "pageSize": self.page_size,
                 "sorters": [{"field": self.sorter_field, "order": self.order}],
             },
         }
+        return {key: value for key, value in body.items() if value is not None}
 
 
 @dataclass(frozen=True)
