@@ -45,6 +45,8 @@ GATEWAYS = st.fixed_dictionaries(
         "delete_every": st.integers(0, 6),
         "status_change_rate": st.sampled_from([0.0, 0.2]),
         "error_rate": st.sampled_from([0.0, 0.05]),
+        "blank_filters": st.sampled_from([(), ("status",), ("owner",), ("expression",)]),
+        "window_unit": st.sampled_from(["ms", "s"]),
     },
 )
 
