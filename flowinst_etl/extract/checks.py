@@ -155,9 +155,10 @@ def parts_cover(
     if not finds_ids:
         refuse(
             scheduling_type,
-            f"re-reading second {iso(second_ms)} did not find {lost}, seen there before, and "
-            "the gateway's expression does not find an instance by its id, so a second that "
-            "fills a page cannot be read whole",
+            f"re-reading second {iso(second_ms)} did not find {lost}, seen there before, nor "
+            "any instance just read there by its id: the gateway's expression does not find an "
+            "instance by its id, so a second that fills a page cannot be read whole, or every "
+            "instance asked for was deleted meanwhile",
         )
 
 
@@ -177,7 +178,8 @@ def straggler_known(
             scheduling_type,
             f"second {iso(second_ms)} holds {paged} instances with flow ids ending in {suffix} "
             f"by offset pages but {found} when read in parts: an instance of flow {suffix} "
-            "itself could not be read, or that second changed while it was read",
+            "itself could not be read, the gateway drops rows from pages after cutting them "
+            "(a filter after LIMIT), or that second changed while it was read",
         )
 
 

@@ -114,7 +114,7 @@ def _straggler(asker: Asker, second_ms: int, part: str, deeper: int) -> dict[str
     return itself
 
 
-def _with_page_order(asker: Asker, span: Span) -> Conventions:
+def with_page_order(asker: Asker, span: Span) -> Conventions:
     """The run's conventions, knowing which page follows the first: learnt from one-row pages
     of ``span`` when pages count from 0 and that is not known yet."""
     conventions = asker.conventions
@@ -130,7 +130,7 @@ def _rows_after(asker: Asker, answer: Answer) -> bool:
     whatever order ties come, since an offset past every match is empty."""
     if not answer.rows:
         return False
-    conventions = _with_page_order(asker, answer.span)
+    conventions = with_page_order(asker, answer.span)
     second_page = conventions.next_page(conventions.first_page())
     return bool(asker.ask(answer.span, second_page, len(answer.rows)).rows)
 
@@ -139,7 +139,7 @@ def _paged(asker: Asker, span: Span) -> tuple[int, dict[str, Seen]]:
     """How many rows whose id holds the expression ``span`` has by offset pages, and those rows
     by id. Pages are as long as the first answer (a cap, if one cut it), asked until one comes
     back shorter: an offset past every match is empty whatever the tie order."""
-    conventions = _with_page_order(asker, span)
+    conventions = with_page_order(asker, span)
     page_no = conventions.first_page()
     answer = asker.ask_large(span, page_no)
     size = len(answer.rows)

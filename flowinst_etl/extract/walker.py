@@ -28,12 +28,16 @@ from flowinst_etl.extract.answers import Answer, Asker, Row, Seen, Span
 from flowinst_etl.extract.checks import SECOND_MS
 from flowinst_etl.extract.conventions import learn_first_page
 from flowinst_etl.extract.fields import check_request_fields
-from flowinst_etl.extract.ties import read_second
+from flowinst_etl.extract.ties import read_second, with_page_order
 
 
 class WalkCancelled(Exception):
     """A walk stopped by :meth:`CursorWalk.cancel`."""
 
+
+#: Rows past a walk's last answer seen to hold nothing new before the walk ends: a filter after
+#: LIMIT that drops this many rows in a row there is not seen.
+REACH = 50
 
 #: Times a first page and its half are compared before a misfit is taken for a gateway that
 #: cuts pages before it sorts them.
@@ -103,7 +107,12 @@ class CursorWalk:
             if reread:
                 self._check_begins_at(answer, cursor)
             if not answer.rows:
-                return self._finish()
+                if not self._rows_past(answer):
+                    return self._finish()
+                self._unless_grown(answer)
+                cursor, reread, closing = answer.span.start_ms, False, False
+                answer = self._ask(cursor)
+                continue
             self._hold(answer.rows)
             last = answer.last_ms
             tied = answer.rows[0].trigger_ms == last
@@ -119,13 +128,8 @@ class CursorWalk:
                     self._read_second(last)
                     after = self._ask(last + SECOND_MS)
                     cursor, reread, closing = last + SECOND_MS, False, False
-                if self._news(after) and not self._grew(answer):
-                    checks.not_cut(
-                        self.asker.scheduling_type,
-                        len(answer.rows),
-                        answer.asked,
-                        self.asker.conventions,
-                    )
+                if self._news(after):
+                    self._unless_grown(answer)
                 answer = after
                 continue
             closing = False
@@ -170,21 +174,39 @@ class CursorWalk:
 
     def _reaches_past(self, answer: Answer) -> bool:
         """Whether a large page from a whole answer's last second reaches a page of rows past
-        the answer: it holds at least as many rows as the longest answer served (no cap is
-        below that), from the rows before that second on. Otherwise (a cap, or no long answer
-        yet) that second is read whole and the span after it asked."""
+        the answer, and ``REACH`` at least: it holds at least as many rows as the longest
+        answer served (no cap is below that), from the rows before that second on. Otherwise
+        (a cap, or no long answer yet) that second is read whole and the span after it asked."""
         conventions = self.asker.conventions
         before = sum(row.trigger_ms < answer.last_ms for row in answer.rows)
         reach = min(conventions.tie_page_size(), conventions.longest)
-        return before + reach >= 2 * answer.asked
+        return before + reach >= answer.asked + max(answer.asked, REACH)
+
+    def _rows_past(self, empty: Answer) -> bool:
+        """Whether rows lie in the span of an empty answer, which a filter after LIMIT empties
+        when it drops every row of the page: the span asked in a large page holds some, or,
+        while no answer of ``REACH`` rows was served (a cap may keep the large page that
+        short), one of its pages after it does, up to ``REACH`` rows in."""
+        asker = self.asker
+        conventions = asker.conventions
+        if empty.asked < conventions.tie_page_size() and asker.ask_large(empty.span).rows:
+            return True
+        size = max(1, min(conventions.tie_page_size(), conventions.longest))
+        if size >= REACH:
+            return False
+        conventions = with_page_order(asker, empty.span)
+        page_no = conventions.first_page()
+        for _ in range(1, -(-REACH // size)):
+            page_no = conventions.next_page(page_no)
+            if asker.ask(empty.span, page_no, size).rows:
+                return True
+        return False
 
     def _news(self, answer: Answer) -> bool:
-        """Whether an answer holds a row not held as it is now: a new id, or one moved."""
+        """Whether an answer holds an id the walk has not read: rows a cut left out are such
+        (a row read before that moved since is not)."""
         held = self.held
-        return any(
-            (before := held.get(row.instance_id)) is None or before.trigger_ms != row.trigger_ms
-            for row in answer.rows
-        )
+        return any(row.instance_id not in held for row in answer.rows)
 
     def _hold(self, rows: list[Seen]) -> None:
         """Keep rows by id; a row read again replaces the one held (its newest form)."""
@@ -247,14 +269,19 @@ class CursorWalk:
         return [r.instance_id for r in again] != [r.instance_id for r in short.rows]
 
     def _cut_or_grown(self, short: Answer) -> None:
-        """Rows came after a short answer that no cap was known to cut: it was cut by a cap
-        (learnt once), or the window grew; otherwise rows are dropped after LIMIT."""
-        conventions = self.asker.conventions
-        if self._grew(short) or conventions.learn_cap(len(short.rows)):
+        """Rows came after a short answer that no cap was known to cut: the window grew, or it
+        was cut by a cap (learnt once); otherwise rows are dropped after LIMIT."""
+        if self._grew(short) or self.asker.conventions.learn_cap(len(short.rows)):
             return
+        self._refuse_cut(short)
+
+    def _unless_grown(self, answer: Answer) -> None:
+        """Rows came after an answer taken for whole: the window grew, or the answer was cut
+        after LIMIT."""
+        if not self._grew(answer):
+            self._refuse_cut(answer)
+
+    def _refuse_cut(self, answer: Answer) -> None:
         checks.not_cut(
-            self.asker.scheduling_type,
-            len(short.rows),
-            short.asked,
-            conventions,
+            self.asker.scheduling_type, len(answer.rows), answer.asked, self.asker.conventions
         )
