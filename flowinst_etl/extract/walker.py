@@ -1,16 +1,18 @@
 """The loop over one (window, scheduling type): a cursor on trigger time, always the first page.
 
-Each request asks for the first page of ``[cursor, end)`` sorted by trigger time. A first page is
-a prefix of its span in trigger order, so every row before the answer's last second is final
-whatever the page size, the tie order or a cap; the cursor moves to that second, which the next
-answer reads again and must begin with. A second that fills a page alone is read whole in parts
-by flow id (``ties``). The walk ends on a whole answer (short, and not cut by a cap) whose span,
-asked again from its last second in a large page, holds that second only and nothing new (or,
-where a cap keeps a large page from reaching a page past the answer, whose last second read
-whole is followed by an empty span): a filter after LIMIT that shortened a page cut inside that
-second shows there. No ``count``, no
-page after the first and no tie order is relied on, and instances inserted or deleted behind
-the cursor shift nothing. What blank filters and the window's units mean is checked (``fields``).
+Each request asks for the first page of ``[cursor, end)`` sorted by trigger time. A first page is a
+prefix of its span in trigger order, so every row before the answer's last second is final whatever
+the page size, the tie order or a cap; the cursor moves to that second, which the next answer reads
+again and must begin with. A second that fills a page alone is read whole in parts by flow id
+(``ties``). The walk ends on a whole answer (short, and not cut by a cap) whose span, asked again
+from its last second in a large page, holds that second only and nothing new (or, where a cap keeps
+a large page from reaching a page past the answer, whose last second read whole is followed by an
+empty span): a filter after LIMIT that shortened a page cut inside that second shows there. An
+empty page ends it only when its span, asked in a large page (and by offset pages while no long
+answer was served), is empty too. No ``count`` and no tie order is relied on (a page after the
+first is asked only to see past an answer, where any order shows rows), and instances inserted or
+deleted behind the cursor shift nothing. What blank filters and the window's units mean is checked
+(``fields``).
 
 A walk can hand the far half of what it has left to another walk between two requests
 (:meth:`CursorWalk.split`): both halves are windows read like any other, so workers left idle by a

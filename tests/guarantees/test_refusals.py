@@ -134,3 +134,33 @@ def test_a_page_a_filter_after_limit_shortened_inside_a_windows_last_second_is_s
                 return
     visible = {t.record["instanceId"] for t in truth if t.record["flowId"] % 1020}
     assert {found.record["instanceId"] for found in extraction.instances} == visible
+
+
+@pytest.mark.parametrize(
+    ("switches", "page_size"),
+    [({"hide_every": 2}, 1), ({"hide_every": 3, "page_size_cap": 1}, 50)],
+    ids=["pages of one row", "a cap of one row"],
+)
+def test_a_filter_after_limit_that_empties_tiny_pages_leaves_no_day_short(
+    switches: dict[str, int], page_size: int, tmp_path: Path
+) -> None:
+    """A page of one row whose row is hidden comes back empty, as a window's end would: the
+    span asked again in a large page, or by offset pages past it, shows the rows after it, so
+    every day is exact or refused, never committed short."""
+    config = EmulatorConfig(
+        seed=1,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[-1] + timedelta(days=1),
+        per_day=150,
+        **switches,
+    )
+    hide = switches["hide_every"]
+    with Emulator(config) as emulator:
+        with EnosClient(settings_for(emulator, page_size=page_size)) as client:
+            results = list(load_days(Extractor(client), DAYS, zone(SHANGHAI), str(tmp_path)))
+        committed = [r.day for r in results if r.ok]
+        assert_days_exact(
+            emulator, tmp_path, committed, SHANGHAI, lambda t: t.record["flowId"] % hide != 0
+        )
+    for result in results:
+        assert result.ok or "\n" not in str(result.error)
