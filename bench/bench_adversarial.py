@@ -42,7 +42,7 @@ def run(job: tuple[int, int]) -> tuple[int, str | None]:
     )
     @given(
         switches=GATEWAYS,
-        page_size=st.integers(1, 60),
+        page_size=st.integers(2, 60),
         per_day=st.integers(20, 160),
         emulator_seed=st.integers(0, 1000),
     )

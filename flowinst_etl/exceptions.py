@@ -15,6 +15,11 @@ FlowinstError
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowinst_etl.gateway.transport import Attempts
+
 
 class FlowinstError(Exception):
     """Root of every error raised by flowinst-etl."""
@@ -39,6 +44,7 @@ class ApiError(FlowinstError):
         code: the EnOS code (``code`` in v2.1 envelopes, ``status`` in v2.0 and token replies).
         api_message: the ``msg`` text the gateway sent.
         request_id: the gateway's ``requestId``, when it sent one; quote it to EnOS support.
+        attempts: what the request took (retries, token renewals), where the client knows it.
     """
 
     def __init__(
@@ -47,6 +53,7 @@ class ApiError(FlowinstError):
         self.code = code
         self.api_message = api_message
         self.request_id = request_id
+        self.attempts: Attempts | None = None
         text = f"EnOS error {code}: {api_message}"
         if hint:
             text += f". {hint}"

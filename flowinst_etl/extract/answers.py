@@ -26,6 +26,7 @@ from flowinst_etl.exceptions import (
 from flowinst_etl.extract import checks
 from flowinst_etl.extract.conventions import INVALID_PARAMETER, Conventions
 from flowinst_etl.gateway.client import EnosClient, SearchPage, SearchQuery
+from flowinst_etl.gateway.transport import Attempts
 from flowinst_etl.spool import Kept, Spool, load
 from flowinst_etl.windows import server_time_to_epoch_ms
 
@@ -172,8 +173,13 @@ class Asker:
             owner=filters.owner,
             status=filters.status,
         )
-        page = self.client.search(query)
-        self._count(page)
+        try:
+            page = self.client.search(query)
+        except ApiError as error:
+            if error.attempts is not None:  # a refused request is a request too
+                self._count(error.attempts, 0)
+            raise
+        self._count(page.attempts, len(page.records))
         checks.page_length(len(page.records), size)
         received_ns = time.monotonic_ns()
         weights = _weights(page)
@@ -242,8 +248,8 @@ class Asker:
                 raise unreadable_trigger(record) from error
         raise unreadable_trigger(record)
 
-    def _count(self, page: SearchPage) -> None:
-        figures, attempts = self.figures, page.attempts
+    def _count(self, attempts: Attempts, rows: int) -> None:
+        figures = self.figures
         with self._lock:
             figures.requests += 1 + attempts.retries + attempts.resends
             figures.pages += 1
@@ -251,7 +257,7 @@ class Asker:
             figures.throttled += attempts.throttled
             figures.token_renewals += attempts.token_renewals
             figures.rate_limit_wait_ms += round(attempts.limiter_wait_s * 1000)
-            figures.rows_received += len(page.records)
+            figures.rows_received += rows
 
     def _zone_advice(self) -> str:
         """Why the time strings read wrong, and the setting that fixes it."""

@@ -163,23 +163,24 @@ def parts_cover(
 
 
 def straggler_known(
-    scheduling_type: int, second_ms: int, suffix: str, paged: int, found: int, settled: bool
+    scheduling_type: int, second_ms: int, suffix: str, unread: Sequence[str], settled: bool
 ) -> None:
-    """The instance of the flow whose id is the whole suffix (in no finer part) was read, or
-    paging the suffix's part, the same twice in a row (``settled``), shows there is none."""
+    """Paging the part of flow ids ending in ``suffix``, the same twice in a row (``settled``),
+    shows no instance that reading it in parts did not (``unread``): the flow whose id is the
+    whole suffix is in no finer part, so only this shows it was read or is absent."""
     if not settled:
         refuse(
             scheduling_type,
             f"second {iso(second_ms)} showed other instances with flow ids ending in {suffix} "
             "each time its offset pages were counted: it changed while it was read",
         )
-    if paged != found:
+    if unread:
         refuse(
             scheduling_type,
-            f"second {iso(second_ms)} holds {paged} instances with flow ids ending in {suffix} "
-            f"by offset pages but {found} when read in parts: an instance of flow {suffix} "
-            "itself could not be read, the gateway drops rows from pages after cutting them "
-            "(a filter after LIMIT), or that second changed while it was read",
+            f"second {iso(second_ms)} holds {unread[0]} by offset pages, which reading it in "
+            f"parts by flow id (ending in {suffix}) did not find: the gateway drops rows from "
+            "pages after cutting them (a filter after LIMIT), its expression does not find it by "
+            "its id, or that second changed while it was read",
         )
 
 

@@ -1,17 +1,18 @@
 """Request fields whose meaning no answer to the usual search shows, checked another way.
 
-Every search sends ``owner: ""``, ``status: ""`` and ``expression: ""`` (or a flow-id part),
-which the EnOS zh docs read as no filter, and its window in epoch milliseconds
-(docs/enos-api.md §1). A gateway that read a blank field as a filter (``status IN ()``,
-``owner = ''``) would answer every window short or empty, and one that read the window in other
-units would answer every window empty; no answer to the usual search tells either from a
-tenant without instances. So, per scheduling type, a window's first page is compared with the
-same page asked another way: ``status`` as every documented code, ``owner`` and ``expression``
-left out (the live docs mark ``expression`` optional; a field the gateway requires is sent
-blank). Every instance the other way finds within the first page's span must be on it. Once
-the other way found instances and agreed, the type is shown: its rows also passed the window
-check, which a gateway reading other units fails. While both ways find nothing, one instance
-found over all of time must be found in its own second, asked the usual way.
+Every search sends ``owner: ""``, ``status: ""`` and ``expression: ""`` (or a flow-id part), which
+the EnOS zh docs read as no filter, and its window in epoch milliseconds (docs/enos-api.md §1). A
+gateway that read a blank field as a filter (``status IN ()``, ``owner = ''``) would answer every
+window short or empty, and one that read the window in other units would answer every window empty;
+no answer to the usual search tells either from a tenant without instances. So, per scheduling
+type, a window's first page is compared with the same page asked another way: ``status`` as every
+documented code, ``owner`` and ``expression`` left out (the live docs mark ``expression`` optional;
+a field the gateway requires is sent blank). Every instance the other way finds within the first
+page's span must be on the first page asked again right after it, unless it is gone when the other
+way is asked again (deleted meanwhile). Once the other way found instances and agreed, the type is
+shown: its rows also passed the window check, which a gateway reading other units fails. While both
+ways find nothing, one instance found over all of time must be found in its own second, asked the
+usual way.
 """
 
 from __future__ import annotations
@@ -35,16 +36,17 @@ OTHER_WAYS = (
     Filters(owner="", status=EVERY_STATUS, expression=None),
     Filters(owner="", status=EVERY_STATUS, expression=""),
 )
-#: Times the two ways are compared before a difference is taken for a filter: an instance
-#: created between two answers is on the later one only.
+#: Times the two ways are compared while an instance the usual way lacks is gone when the other
+#: way is asked again (deleted between the answers); still there, it refuses at once.
 ATTEMPTS = 3
 _DAY_MS = 86_400_000
 
 
 def check_request_fields(asker: Asker, first: Answer) -> None:
-    """Check, until shown for ``asker``'s scheduling type, that ``first`` (a window's first
-    page, asked the usual way) holds every instance the other way finds in its span, and while
-    both find nothing, that an instance found over all of time is found in its own second.
+    """Check, until shown for ``asker``'s scheduling type, that ``first``'s page (a window's
+    first page) asked the usual way right after the other way holds every instance the other
+    way finds in its span, and while both find nothing, that an instance found over all of time
+    is found in its own second.
 
     Raises:
         IncompleteExtractionError: the other way finds an instance the usual way does not.
@@ -57,12 +59,13 @@ def check_request_fields(asker: Asker, first: Answer) -> None:
 
 
 def _compare(asker: Asker, first: Answer) -> None:
-    usual = first
-    for attempt in range(1, ATTEMPTS + 1):
+    for _ in range(ATTEMPTS):
         asked = _ask_other_way(asker, first.span, first.asked)
         if asked is None:
             return
         way, other = asked
+        # Asked after the other way, so that instances created in between are on both.
+        usual = asker.ask(first.span, page_size=first.asked)
         missing = _missing(usual, other)
         if missing is None:
             if not other.rows and not usual.rows:
@@ -70,24 +73,27 @@ def _compare(asker: Asker, first: Answer) -> None:
             elif other.rows:
                 _shown(asker)
             return
-        if attempt == ATTEMPTS:
+        again = asker.ask(first.span, page_size=first.asked, filters=OTHER_WAYS[way])
+        if any(row.instance_id == missing for row in again.rows):
             checks.blanks_filter_nothing(asker.scheduling_type, missing, OTHER_WAYS[way])
-        usual = asker.ask(first.span, page_size=first.asked)
+    # Deleted between the answers each time: a later window of the type is compared.
 
 
 def _check_found_in_its_second(asker: Asker, way: int) -> None:
-    """An instance found over all of time the other way (if any) is found in its own second the
-    usual way; then the type is shown."""
+    """The first instance found over all of time the other way (if any) is found in its own
+    second the usual way, or is gone when all of time is asked again (deleted meanwhile, so
+    the next is tried); then the type is shown."""
     everything = Span(SECOND_MS, int(time.time() * 1000) + _DAY_MS)
-    for attempt in range(1, ATTEMPTS + 1):
-        found = asker.ask(everything, page_size=1, filters=OTHER_WAYS[way]).rows
+    found = asker.ask(everything, page_size=1, filters=OTHER_WAYS[way]).rows
+    for _ in range(ATTEMPTS):
         if not found:
             break
         row = found[0]
         own = asker.ask_large(Span(row.trigger_ms, row.trigger_ms + SECOND_MS))
         if own.full or any(r.instance_id == row.instance_id for r in own.rows):
             break
-        if attempt == ATTEMPTS:  # not moved or deleted meanwhile: asked again each time
+        found = asker.ask(everything, page_size=1, filters=OTHER_WAYS[way]).rows
+        if found and found[0].instance_id == row.instance_id:
             checks.found_in_its_second(asker.scheduling_type, row.instance_id, row.trigger_ms)
     _shown(asker)
 

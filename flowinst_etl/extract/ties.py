@@ -64,11 +64,12 @@ def _uncapped(asker: Asker, answer: Answer) -> bool:
     """Whether a short answer with an empty page after it holds its span. A cap of exactly its
     length can hide one more row when a deletion in between shifted that row back out of the
     page after; either no cap is possible (a longer answer was served before), or the span,
-    asked again, holds the same ids (no deletion in between)."""
+    asked again, holds no other id (a cap of that length would show the hidden row there once
+    a row was deleted)."""
     if answer.whole:
         return True
     again = asker.ask_large(answer.span)
-    return {row.instance_id for row in again.rows} == {row.instance_id for row in answer.rows}
+    return {row.instance_id for row in again.rows} <= {row.instance_id for row in answer.rows}
 
 
 def _finds(asker: Asker, second_ms: int, instance_id: str) -> bool:
@@ -90,27 +91,27 @@ def _part(asker: Asker, second_ms: int, suffix: str) -> dict[str, Seen]:
             continue
         deeper = _part(asker, second_ms, part)
         itself = {i: row for i, row in rows.items() if _flow_part(row) == part}
-        found |= deeper | (itself or _straggler(asker, second_ms, part, len(deeper)))
+        found |= deeper | (itself or _straggler(asker, second_ms, part, deeper))
     return found
 
 
-def _straggler(asker: Asker, second_ms: int, part: str, deeper: int) -> dict[str, Seen]:
+def _straggler(asker: Asker, second_ms: int, part: str, deeper: dict[str, Seen]) -> dict[str, Seen]:
     """The instance of flow ``part`` itself in the second, if any, when no answer showed it:
-    its part counted by offset pages must hold exactly it and the ``deeper`` instances read.
-    A deletion while the pages are asked shifts a row past the offsets, so the count is taken
-    until two in a row see the same ids (``COUNTS`` at most)."""
+    its part counted by offset pages must hold no instance but it and the ``deeper`` ones read
+    (those deleted since are gone from it). A deletion while the pages are asked shifts a row
+    past the offsets, so the count is taken until two in a row see the same ids (``COUNTS`` at
+    most)."""
     span = Span(second_ms, second_ms + SECOND_MS, part + "-")
     before: set[str] | None = None
     for _ in range(COUNTS):
-        positions, paged = _paged(asker, span)
+        paged = _paged(asker, span)
         settled = before == set(paged)
         if settled:
             break
         before = set(paged)
     itself = {i: row for i, row in paged.items() if _flow_part(row) == part}
-    checks.straggler_known(
-        asker.scheduling_type, second_ms, part, positions, deeper + len(itself), settled
-    )
+    unread = sorted(set(paged) - set(deeper) - set(itself))
+    checks.straggler_known(asker.scheduling_type, second_ms, part, unread, settled)
     return itself
 
 
@@ -135,22 +136,23 @@ def _rows_after(asker: Asker, answer: Answer) -> bool:
     return bool(asker.ask(answer.span, second_page, len(answer.rows)).rows)
 
 
-def _paged(asker: Asker, span: Span) -> tuple[int, dict[str, Seen]]:
-    """How many rows whose id holds the expression ``span`` has by offset pages, and those rows
-    by id. Pages are as long as the first answer (a cap, if one cut it), asked until one comes
-    back shorter: an offset past every match is empty whatever the tie order."""
+def _paged(asker: Asker, span: Span) -> dict[str, Seen]:
+    """The rows whose id holds the expression ``span`` has, by offset pages, by id. Pages are
+    as long as the first answer (a cap, if one cut it), asked until one comes back shorter: an
+    offset past every match is empty whatever the tie order."""
     conventions = with_page_order(asker, span)
     page_no = conventions.first_page()
     answer = asker.ask_large(span, page_no)
     size = len(answer.rows)
     rows: dict[str, Seen] = {}
-    positions = 0
     while True:
-        matching = [row for row in answer.rows if span.expression in row.instance_id.lower()]
-        positions += len(matching)
-        rows.update((row.instance_id, row) for row in matching)
+        rows.update(
+            (row.instance_id, row)
+            for row in answer.rows
+            if span.expression in row.instance_id.lower()
+        )
         if not size or len(answer.rows) < size:
-            return positions, rows
+            return rows
         page_no = conventions.next_page(page_no)
         answer = asker.ask(span, page_no, size)
 

@@ -242,8 +242,9 @@ class CursorWalk:
         its span in trigger order (the gateway sorts before it cuts the page), so the first
         half of it, asked alone, is its first half. Deletions since the page was read shift
         the half, so a half that does not fit is compared again with a fresh page, asked just
-        before it, ``PREFIX_ATTEMPTS`` times in all; a gateway that cuts before it sorts fails
-        every time. Once refused, every walk is refused."""
+        before it, ``PREFIX_ATTEMPTS`` times in all (or left to a later walk once deletions
+        emptied the span); a gateway that cuts before it sorts fails every time. Once refused,
+        every walk is refused."""
         conventions = self.asker.conventions
         with conventions.prefix_lock:
             if conventions.prefix_failure is not None:
@@ -261,6 +262,8 @@ class CursorWalk:
                         conventions.prefix_failure = str(failure)
                         raise
                 page = self.asker.ask(answer.span).rows
+                if len(page) < 2:
+                    return  # deletions emptied the span: a later walk checks
             conventions.prefix_checked = True
 
     def _grew(self, short: Answer) -> bool:

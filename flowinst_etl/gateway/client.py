@@ -146,7 +146,11 @@ class EnosClient:
         }
         body = json.dumps(query.body(), separators=(",", ":")).encode()
         response, attempts = self._send("POST", SEARCH_PATH, params, body)
-        data = self._data(response)
+        try:
+            data = self._data(response)
+        except ApiError as error:
+            error.attempts = attempts
+            raise
         records = data.get("flowInsts") if isinstance(data, dict) else None
         if records is None and isinstance(data, dict) and "flowInsts" in data:
             records = []  # an empty page may come as "flowInsts": null

@@ -36,7 +36,7 @@ GATEWAYS = st.fixed_dictionaries(
         "from_bound": st.sampled_from(["inclusive", "exclusive"]),
         "tie_order": st.sampled_from(["stable", "by_page"]),
         "envelope": st.sampled_from(["v2.1", "v2.0"]),
-        "page_size_cap": st.integers(1, 30),
+        "page_size_cap": st.integers(2, 30),
         "null_lists": st.booleans(),
         "expression_matches": st.sampled_from(["both", "id", "name"]),
         "hide_every": st.sampled_from([0, 5]),
@@ -97,7 +97,7 @@ def check_gateway(switches: dict[str, Any], page_size: int, per_day: int, seed: 
 )
 @given(
     switches=GATEWAYS,
-    page_size=st.integers(1, 60),
+    page_size=st.integers(2, 60),
     per_day=st.integers(20, 160),
     seed=st.integers(0, 1000),
 )
