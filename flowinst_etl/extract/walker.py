@@ -5,9 +5,9 @@ prefix of its span in trigger order, so every row before the answer's last secon
 the page size, the tie order or a cap; the cursor moves to that second, which the next answer reads
 again and must begin with. A second that fills a page alone is read whole in parts by flow id
 (``ties``). The walk ends on a whole answer (short, and not cut by a cap) whose span, asked again
-from its last second in a large page, holds that second only and nothing new (or, where a cap keeps
-a large page from reaching a page past the answer, whose last second read whole is followed by an
-empty span): a filter after LIMIT that shortened a page cut inside that second shows there. An
+from its last second in a large page, holds nothing new (or, where a cap keeps a large page from
+reaching a page past the answer, whose last second read whole is followed by a span that holds
+nothing new): a filter after LIMIT that shortened a page cut inside that second shows there. An
 empty page ends it only when its span, asked in a large page (and by offset pages while no long
 answer was served), is empty too. No ``count`` and no tie order is relied on (a page after the
 first is asked only to see past an answer, where any order shows rows), and instances inserted or
@@ -115,12 +115,13 @@ class CursorWalk:
                 cursor, reread, closing = answer.span.start_ms, False, False
                 answer = self._ask(cursor)
                 continue
+            news = self._news(answer)
             self._hold(answer.rows)
             last = answer.last_ms
             tied = answer.rows[0].trigger_ms == last
             if answer.whole:
-                if closing and last == cursor:
-                    return self._finish()  # the span from its last second holds that second
+                if closing and not news:
+                    return self._finish()  # the rest of the span holds only rows read
                 # A filter after LIMIT can shorten a page cut inside its last second: the rows
                 # it left show in that second, or after it.
                 if self._reaches_past(answer):
@@ -128,8 +129,8 @@ class CursorWalk:
                     cursor, reread, closing = last, True, True
                 else:
                     self._read_second(last)
-                    after = self._ask(last + SECOND_MS)
-                    cursor, reread, closing = last + SECOND_MS, False, False
+                    after = self._ask(last + SECOND_MS, large=True)
+                    cursor, reread, closing = last + SECOND_MS, False, True
                 if self._news(after):
                     self._unless_grown(answer)
                 answer = after
