@@ -28,6 +28,7 @@ DEFECTS = (
     "fractional_triggers",
     "cut_before_sort",
     "caps_expression",
+    "mixed_page_bases",
 )
 TIMESTAMP_SHOWS = ("update", "create")
 UPDATE_TIMES = ("move", "frozen")
@@ -181,7 +182,9 @@ class EmulatorConfig:
             written with half a second), "cut_before_sort" (a page cut from the matches in id
             order, then sorted by trigger time), "caps_expression" (a search with an
             ``expression`` holds at most ``EXPRESSION_CAP`` rows a page, whatever ``pageSize``
-            asks, and its offsets follow that size); ``None`` for none.
+            asks, and its offsets follow that size), "mixed_page_bases" (every other search reads
+            ``pageNo`` a page further on, as behind a load balancer in front of two gateway
+            versions that count pages from 1 and from 0); ``None`` for none.
     """
 
     host: str = "127.0.0.1"

@@ -120,6 +120,8 @@ class InstanceStore:
             served = query
             if config.defect == "oversized_pages":
                 served = replace(query, page_size=query.page_size + 1)
+            if config.defect == "mixed_page_bases" and self._searches % 2 == 0:
+                served = replace(query, offset=query.offset + query.page_size)
             if config.defect == "cut_before_sort":
                 cut = sorted(matches, key=lambda item: item.instance_id)
                 page = sorted(cut[served.offset : served.offset + served.page_size], key=_position)

@@ -164,3 +164,25 @@ def test_a_filter_after_limit_that_empties_tiny_pages_leaves_no_day_short(
         )
     for result in results:
         assert result.ok or "\n" not in str(result.error)
+
+
+def test_pages_numbered_two_ways_are_refused_as_no_first_page(tmp_path: Path) -> None:
+    """Behind a load balancer in front of two gateway versions, every other search reads
+    ``pageNo`` a page further on: a re-read from a second then begins after it, although that
+    second, asked alone, still holds instances. A day is exact or refused, and a refusal says
+    the page asked is not the first page."""
+    config = EmulatorConfig(
+        seed=5,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[-1] + timedelta(days=1),
+        per_day=200,
+        defect="mixed_page_bases",
+    )
+    with Emulator(config) as emulator:
+        with EnosClient(settings_for(emulator, page_size=20)) as client:
+            extractor = Extractor(client, max_workers=1)  # the searches in one order
+            results = list(load_days(extractor, DAYS, zone(SHANGHAI), str(tmp_path)))
+        assert_days_exact(emulator, tmp_path, [r.day for r in results if r.ok], SHANGHAI)
+    reasons = [str(r.error) for r in results if not r.ok]
+    assert all("\n" not in reason for reason in reasons), reasons
+    assert any("the page number asked is not the first page" in reason for reason in reasons)
