@@ -21,8 +21,13 @@ from flowinst_etl.gateway.client import EnosClient
 from flowinst_etl.load import load_days
 from flowinst_etl.tables.schema import TABLES
 from flowinst_etl.windows import Window, day_window, zone
-from tests.guarantees.harness import assert_days_exact, days_from, visible_days
-from tests.support import settings_for
+from tests.guarantees.harness import (
+    assert_days_bracket_changes,
+    assert_days_exact,
+    days_from,
+    visible_days,
+)
+from tests.support import day_truth, settings_for
 
 DAYS = days_from(date(2026, 11, 10), 2)
 SHANGHAI = "Asia/Shanghai"
@@ -186,3 +191,31 @@ def test_pages_numbered_two_ways_are_refused_as_no_first_page(tmp_path: Path) ->
     reasons = [str(r.error) for r in results if not r.ok]
     assert all("\n" not in reason for reason in reasons), reasons
     assert any("the page number asked is not the first page" in reason for reason in reasons)
+
+
+def test_a_part_counted_while_deletions_shift_its_pages_is_refused_as_changed(
+    tmp_path: Path,
+) -> None:
+    """A cap of 3 rows splits the midnight burst into flow-id parts, and a deletion on every
+    third search shifts the offset pages that count a part for its straggler: no two countings
+    in a row agree, so the day is refused saying the second changed while it was read, rather
+    than trusting a count that may have skipped a row."""
+    config = EmulatorConfig(
+        seed=11,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[-1] + timedelta(days=1),
+        per_day=60,
+        page_size_cap=3,
+        delete_every=3,
+    )
+    with Emulator(config) as emulator:
+        before = {
+            day: {t.record["instanceId"] for t in day_truth(emulator, day, SHANGHAI)}
+            for day in DAYS
+        }
+        with EnosClient(settings_for(emulator, page_size=50)) as client:
+            extractor = Extractor(client, max_workers=1)  # the searches in one order
+            results = list(load_days(extractor, DAYS, zone(SHANGHAI), str(tmp_path)))
+        assert_days_bracket_changes(emulator, tmp_path, before, SHANGHAI, lambda _: True)
+    reasons = [str(r.error) for r in results if not r.ok]
+    assert any("each time its offset pages were counted" in reason for reason in reasons), reasons
