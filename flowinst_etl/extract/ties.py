@@ -6,7 +6,7 @@ trusted, being empty in any order. The second is first asked whole in a large pa
 (``TIE_PAGE_SIZE``), so a burst is usually read at once. An answer is whole when it is short and
 the page after it, of its own length, is empty (a cap, or a filter after LIMIT, makes an answer
 short without holding its span), and no cap of its length is possible: a longer answer was served
-before, or, for the second asked whole, asking again finds the same ids. Otherwise, as instance ids
+before, or, for the second asked whole, asking again finds no other id. Otherwise, as instance ids
 are ``{flowId}-{stamp}`` (docs/enos-api.md §2) and ``expression`` finds instances by a substring of
 their id (List Flow Instances), ``"7-"`` finds the flow ids ending in 7: the ten parts ``"0-"`` ..
 ``"9-"`` partition the second, each read the same way and split by one more digit while it is not

@@ -73,18 +73,23 @@ CASES = {
 }
 
 
+def emulator_for(seed: int, per_day: int, **switches: object) -> Emulator:
+    """An emulator serving ``DAYS`` and a day either side."""
+    config = EmulatorConfig(
+        seed=seed,
+        start_day=DAYS[0] - timedelta(days=1),
+        end_day=DAYS[-1] + timedelta(days=1),
+        per_day=per_day,
+        **switches,  # type: ignore[arg-type]
+    )
+    return Emulator(config)
+
+
 @pytest.mark.parametrize(("switches", "says"), CASES.values(), ids=CASES.keys())
 def test_each_broken_promise_refuses_every_day_with_one_line(
     switches: dict[str, object], says: str, tmp_path: Path
 ) -> None:
-    config = EmulatorConfig(
-        seed=5,
-        start_day=DAYS[0] - timedelta(days=1),
-        end_day=DAYS[-1] + timedelta(days=1),
-        per_day=200,
-        **switches,
-    )
-    with Emulator(config) as emulator:
+    with emulator_for(5, 200, **switches) as emulator:
         with EnosClient(settings_for(emulator, page_size=20)) as client:
             results = list(load_days(Extractor(client), DAYS, zone(SHANGHAI), str(tmp_path)))
     reasons = {r.day: r.error for r in results}
@@ -99,15 +104,7 @@ def test_a_cap_that_only_expression_searches_meet_leaves_no_day_short(tmp_path: 
     """Searches by ``expression`` cut at a few rows look whole beside the longer answers the
     gateway served without one: the page after such an answer shows the rows it left, so its
     part is split further, and every day is exact or refused, never committed short."""
-    config = EmulatorConfig(
-        seed=5,
-        start_day=DAYS[0] - timedelta(days=1),
-        end_day=DAYS[-1] + timedelta(days=1),
-        per_day=200,
-        page_size_cap=20,
-        defect="caps_expression",
-    )
-    with Emulator(config) as emulator:
+    with emulator_for(5, 200, page_size_cap=20, defect="caps_expression") as emulator:
         with EnosClient(settings_for(emulator, page_size=20)) as client:
             results = list(load_days(Extractor(client), DAYS, zone(SHANGHAI), str(tmp_path)))
         assert_days_exact(emulator, tmp_path, [r.day for r in results if r.ok], SHANGHAI)
@@ -152,15 +149,8 @@ def test_a_filter_after_limit_that_empties_tiny_pages_leaves_no_day_short(
     """A page of one row whose row is hidden comes back empty, as a window's end would: the
     span asked again in a large page, or by offset pages past it, shows the rows after it, so
     every day is exact or refused, never committed short."""
-    config = EmulatorConfig(
-        seed=1,
-        start_day=DAYS[0] - timedelta(days=1),
-        end_day=DAYS[-1] + timedelta(days=1),
-        per_day=150,
-        **switches,
-    )
     hide = switches["hide_every"]
-    with Emulator(config) as emulator:
+    with emulator_for(1, 150, **switches) as emulator:
         with EnosClient(settings_for(emulator, page_size=page_size)) as client:
             results = list(load_days(Extractor(client), DAYS, zone(SHANGHAI), str(tmp_path)))
         committed = [r.day for r in results if r.ok]
@@ -176,14 +166,7 @@ def test_pages_numbered_two_ways_are_refused_as_no_first_page(tmp_path: Path) ->
     ``pageNo`` a page further on: a re-read from a second then begins after it, although that
     second, asked alone, still holds instances. A day is exact or refused, and a refusal says
     the page asked is not the first page."""
-    config = EmulatorConfig(
-        seed=5,
-        start_day=DAYS[0] - timedelta(days=1),
-        end_day=DAYS[-1] + timedelta(days=1),
-        per_day=200,
-        defect="mixed_page_bases",
-    )
-    with Emulator(config) as emulator:
+    with emulator_for(5, 200, defect="mixed_page_bases") as emulator:
         with EnosClient(settings_for(emulator, page_size=20)) as client:
             extractor = Extractor(client, max_workers=1)  # the searches in one order
             results = list(load_days(extractor, DAYS, zone(SHANGHAI), str(tmp_path)))
@@ -200,15 +183,7 @@ def test_a_part_counted_while_deletions_shift_its_pages_is_refused_as_changed(
     third search shifts the offset pages that count a part for its straggler: no two countings
     in a row agree, so the day is refused saying the second changed while it was read, rather
     than trusting a count that may have skipped a row."""
-    config = EmulatorConfig(
-        seed=11,
-        start_day=DAYS[0] - timedelta(days=1),
-        end_day=DAYS[-1] + timedelta(days=1),
-        per_day=60,
-        page_size_cap=3,
-        delete_every=3,
-    )
-    with Emulator(config) as emulator:
+    with emulator_for(11, 60, page_size_cap=3, delete_every=3) as emulator:
         before = {
             day: {t.record["instanceId"] for t in day_truth(emulator, day, SHANGHAI)}
             for day in DAYS
